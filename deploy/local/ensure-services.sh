@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Make sure the local PostgreSQL and RabbitMQ run and hold what Concord and its tests use.
+# Idempotent and non-interactive; run as root (it starts system services).
+set -euo pipefail
+
+VHOSTS=(concord concord_test)
+TEST_DATABASES=(concord_test_referral concord_test_case_management concord_test_justice_liaison
+                concord_test_cross_border concord_test_gateway)
+
+say() { echo "ensure-services: $*"; }
+
+# --- PostgreSQL -------------------------------------------------------------------------
+if ! pg_isready -q -h 127.0.0.1 2>/dev/null; then
+    if ! command -v pg_ctlcluster >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+        echo "PostgreSQL is not installed: apt-get install postgresql (or: docker compose up -d postgres-referral ...)" >&2
+        exit 1
+    fi
+    say "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+    for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
+    pg_isready -q -h 127.0.0.1 || { say "PostgreSQL did not start" >&2; exit 1; }
+fi
+
+# --- RabbitMQ ---------------------------------------------------------------------------
+if ! command -v rabbitmqctl >/dev/null || ! command -v rabbitmq-server >/dev/null; then
+    echo "RabbitMQ is not installed: apt-get install rabbitmq-server (or: docker compose up -d rabbitmq)" >&2
+    exit 1
+fi
+if ! rabbitmqctl -q status >/dev/null 2>&1; then
+    say "starting RabbitMQ"
+    rabbitmq-server -detached
+    # await_startup needs the Erlang node to exist, which takes a moment after -detached.
+    for _ in $(seq 30); do
+        rabbitmqctl -q --timeout 60 await_startup >/dev/null 2>&1 && break
+        sleep 2
+    done
+    rabbitmqctl -q status >/dev/null 2>&1 || { say "RabbitMQ did not start" >&2; exit 1; }
+fi
+# The management API (port 15672) is what nameko's test fixtures use.
+if ! rabbitmq-plugins -q list -e -m 2>/dev/null | grep -qx rabbitmq_management; then
+    say "enabling rabbitmq_management"
+    rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+fi
+existing_vhosts=$(rabbitmqctl -q list_vhosts name 2>/dev/null || true)
+for vhost in "${VHOSTS[@]}"; do
+    if ! grep -qx "$vhost" <<<"$existing_vhosts"; then
+        say "adding RabbitMQ vhost $vhost"
+        rabbitmqctl -q add_vhost "$vhost"
+        rabbitmqctl -q set_permissions -p "$vhost" guest ".*" ".*" ".*"
+    elif ! rabbitmqctl -q list_permissions -p "$vhost" 2>/dev/null | grep -q "^guest"; then
+        rabbitmqctl -q set_permissions -p "$vhost" guest ".*" ".*" ".*"
+    fi
+done
+
+# --- test databases ---------------------------------------------------------------------
+psql_() { psql -h 127.0.0.1 -U postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
+existing_dbs=$(psql_ -tAc "SELECT datname FROM pg_database")
+for db in "${TEST_DATABASES[@]}"; do
+    if ! grep -qx "$db" <<<"$existing_dbs"; then
+        say "creating database $db"
+        psql_ -c "CREATE DATABASE \"$db\""
+    fi
+done
+say "PostgreSQL and RabbitMQ ready"

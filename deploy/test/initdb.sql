@@ -1,0 +1,5 @@
+CREATE DATABASE concord_test_referral;
+CREATE DATABASE concord_test_case_management;
+CREATE DATABASE concord_test_justice_liaison;
+CREATE DATABASE concord_test_cross_border;
+CREATE DATABASE concord_test_gateway;

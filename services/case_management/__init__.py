@@ -1,0 +1,1 @@
+"""Social services: cases opened from accepted referrals."""

@@ -1,0 +1,4 @@
+from case_management.models import metadata
+from concord_kit.migrations import run_env
+
+run_env(metadata)

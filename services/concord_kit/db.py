@@ -1,0 +1,218 @@
+"""The database of one service: engine, migrations on start, units of work, the relay.
+
+    class ReferralService(ConcordService):
+        ...
+        with self.db.unit_of_work() as uow:
+            if not uow.first_delivery(event):      # inbox: a redelivery changes nothing
+                return
+            uow.session.execute(...)               # the change
+            uow.publish("referral.routed", cid, payload)   # outbox, same transaction
+
+Never hold a unit of work open across an RPC call: do the call first, then the change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from eventlet.semaphore import Semaphore
+from nameko.extensions import DependencyProvider
+from sqlalchemy.orm import Session, sessionmaker
+
+from concord_contracts.envelope import Envelope
+from concord_kit import audit, outbox
+from concord_kit.bus import BusPublisher
+from concord_kit.config import amqp_uri, database_url
+from concord_kit.identity import SYSTEM, CallContext, Caller
+from concord_kit.migrations import upgrade
+from concord_kit.tables import inbox
+
+CAUSATION_ID = "causation_id"
+
+
+def make_engine(url: str) -> sa.Engine:
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection, _record):
+            # Let SQLAlchemy's "begin" below decide when a transaction starts.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # Take the write lock up front: two processes upgrading a read lock deadlock.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class UnitOfWork:
+    """One transaction: the change, its events (outbox), the inbox record and the audit."""
+
+    def __init__(self, session: Session, producer: str, context: CallContext):
+        self.session = session
+        self._producer = producer
+        self._context = context
+        self.published: list[uuid.UUID] = []
+
+    def publish(
+        self,
+        event_type: str,
+        coordination_id: uuid.UUID | str,
+        payload: dict[str, Any],
+        *,
+        priority: int = 0,
+    ) -> uuid.UUID:
+        event_id = outbox.add(
+            self.session,
+            producer=self._producer,
+            event_type=event_type,
+            coordination_id=coordination_id,
+            payload=payload,
+            correlation_id=self._context.correlation_id,
+            causation_id=self._context._data.get(CAUSATION_ID),
+            priority=priority,
+        )
+        self.published.append(event_id)
+        return event_id
+
+    def first_delivery(self, event: Envelope) -> bool:
+        """Record the event in the inbox; False when it was applied before (a redelivery)."""
+        seen = self.session.execute(
+            sa.select(inbox.c.event_id).where(inbox.c.event_id == str(event.event_id))
+        ).first()
+        if seen:
+            return False
+        # Two instances racing on one redelivered event: the primary key refuses the second
+        # at commit, its handler fails, and on retry it finds the event here.
+        self.session.execute(
+            inbox.insert().values(
+                event_id=str(event.event_id),
+                event_type=event.event_type,
+                received_at=dt.datetime.now(dt.UTC),
+            )
+        )
+        return True
+
+    def audit(
+        self,
+        action: str,
+        subject: uuid.UUID | str,
+        *,
+        reason: str,
+        outcome: str = "allowed",
+        caller: Caller | None = None,
+    ) -> None:
+        audit.record(
+            self.session,
+            caller=caller or self._context.caller or SYSTEM,
+            action=action,
+            subject=str(subject),
+            reason=reason,
+            outcome=outcome,
+            correlation_id=self._context.correlation_id,
+        )
+
+
+class DatabaseAccess:
+    """What a worker holds as `self.db`."""
+
+    def __init__(self, provider: Database, context: CallContext):
+        self._provider = provider
+        self._context = context
+
+    @contextlib.contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        with self._provider.transaction() as session:
+            uow = UnitOfWork(session, self._provider.service_name, self._context)
+            yield uow
+        if uow.published:
+            self._provider.wake_relay()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._provider.transaction() as session:
+            yield session
+
+    def health(self) -> dict[str, Any]:
+        try:
+            with self.read() as session:
+                pending = outbox.pending_count(session)
+            database = "ok"
+        except Exception:  # noqa: BLE001 - health reports, it does not raise
+            pending, database = -1, "unreachable"
+        return {
+            "service": self._provider.service_name,
+            "status": "ok" if database == "ok" else "degraded",
+            "database": database,
+            "outbox_pending": pending,
+        }
+
+
+class Database(DependencyProvider):
+    """Engine and migrations per service; the outbox relay when `publishes` is true."""
+
+    def __init__(self, publishes: bool = True):
+        self.publishes = publishes
+        self.engine: sa.Engine | None = None
+        self._relay: outbox.Relay | None = None
+        self._green_lock: Semaphore | None = None
+
+    @property
+    def service_name(self) -> str:
+        return self.container.service_name
+
+    def setup(self) -> None:
+        url = database_url(self.service_name)
+        upgrade(self.service_name, url)
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if self.engine.dialect.name == "sqlite":
+            # sqlite blocks the whole process while it waits for a lock; letting green
+            # threads of one process queue here keeps one from blocking the holder.
+            self._green_lock = Semaphore(1)
+
+    def start(self) -> None:
+        if self.publishes:
+            self._relay = outbox.Relay(self.transaction, BusPublisher(amqp_uri()))
+            self.container.spawn_managed_thread(self._relay.run, identifier="outbox_relay")
+
+    def stop(self) -> None:
+        if self._relay is not None:
+            self._relay.stop()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def kill(self) -> None:
+        self.stop()
+
+    def wake_relay(self) -> None:
+        if self._relay is not None:
+            self._relay.wake()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        lock = self._green_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def get_dependency(self, worker_ctx) -> DatabaseAccess:
+        return DatabaseAccess(self, CallContext(worker_ctx.data))

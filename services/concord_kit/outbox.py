@@ -1,0 +1,174 @@
+"""The transactional outbox and its relay.
+
+`add` writes an event into the outbox inside the caller's transaction, with the next
+`sequence` for its coordination id. The relay, a managed thread in every service process,
+publishes pending rows in commit order, in batches, each confirmed by the broker, then marks
+them sent. When the broker is away the rows wait and the relay retries with back-off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import eventlet
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.orm import Session
+
+from concord_contracts.envelope import new_envelope
+from concord_contracts.events import dump_payload
+from concord_contracts.topology import EVENTS_EXCHANGE
+from concord_kit.bus import BusPublisher
+from concord_kit.tables import outbox, outbox_sequence
+
+log = structlog.get_logger(__name__)
+
+BATCH_SIZE = 200
+POLL_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 10.0
+
+
+def next_sequence(session: Session, coordination_id: str) -> int:
+    """The next sequence number for this coordination id, taken under a row lock."""
+    updated = session.execute(
+        outbox_sequence.update()
+        .where(outbox_sequence.c.coordination_id == coordination_id)
+        .values(last_sequence=outbox_sequence.c.last_sequence + 1)
+        .returning(outbox_sequence.c.last_sequence)
+    ).scalar()
+    if updated is not None:
+        return int(updated)
+    session.execute(
+        outbox_sequence.insert().values(coordination_id=coordination_id, last_sequence=1)
+    )
+    return 1
+
+
+def add(
+    session: Session,
+    *,
+    producer: str,
+    event_type: str,
+    coordination_id: uuid.UUID | str,
+    payload: dict[str, Any],
+    correlation_id: str,
+    causation_id: uuid.UUID | str | None = None,
+    priority: int = 0,
+) -> uuid.UUID:
+    """Put one event in the outbox of the current transaction; returns its event_id."""
+    version, body_payload = dump_payload(event_type, payload)
+    cid = str(coordination_id)
+    envelope = new_envelope(
+        event_type=event_type,
+        schema_version=version,
+        producer=producer,
+        coordination_id=uuid.UUID(cid),
+        sequence=next_sequence(session, cid),
+        correlation_id=correlation_id,
+        causation_id=uuid.UUID(str(causation_id)) if causation_id else None,
+        payload=body_payload,
+    )
+    session.execute(
+        outbox.insert().values(
+            event_id=str(envelope.event_id),
+            event_type=event_type,
+            coordination_id=cid,
+            sequence=envelope.sequence,
+            priority=priority,
+            body=envelope.to_message(),
+            created_at=envelope.occurred_at,
+        )
+    )
+    return envelope.event_id
+
+
+def pending_count(session: Session) -> int:
+    return int(
+        session.execute(
+            sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+        ).scalar_one()
+    )
+
+
+def publish_batch(session: Session, publisher: BusPublisher, limit: int = BATCH_SIZE) -> int:
+    """Publish up to `limit` pending events in order and mark them sent; returns how many.
+
+    Rows are locked with SKIP LOCKED on PostgreSQL so that two instances of a service
+    never publish the same row at the same time. A row published but not yet marked (a crash
+    between the two) is published again: consumers' inboxes make that harmless.
+    """
+    query = (
+        sa.select(
+            outbox.c.id, outbox.c.event_id, outbox.c.event_type, outbox.c.body, outbox.c.priority
+        )
+        .where(outbox.c.sent_at.is_(None))
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = session.execute(query).all()
+    sent: list[int] = []
+    try:
+        for row in rows:
+            publisher.publish(
+                row.body,
+                exchange=EVENTS_EXCHANGE,
+                routing_key=row.event_type,
+                headers={"event_type": row.event_type},
+                message_id=row.event_id,
+                priority=row.priority,
+            )
+            sent.append(row.id)
+    finally:
+        if sent:
+            session.execute(
+                outbox.update().where(outbox.c.id.in_(sent)).values(sent_at=dt.datetime.now(dt.UTC))
+            )
+    return len(sent)
+
+
+class Relay:
+    """The loop that drains the outbox; woken at once after a commit that added events."""
+
+    def __init__(self, transaction, publisher: BusPublisher):
+        self._transaction = transaction  # a context manager factory yielding a Session
+        self._publisher = publisher
+        self._wake = eventlet.event.Event()
+        self._running = True
+
+    def wake(self) -> None:
+        if not self._wake.ready():
+            self._wake.send(True)
+
+    def stop(self) -> None:
+        self._running = False
+        self.wake()
+        self._publisher.close()
+
+    def drain(self) -> int:
+        total = 0
+        while True:
+            with self._transaction() as session:
+                n = publish_batch(session, self._publisher)
+            total += n
+            if n < BATCH_SIZE:
+                return total
+
+    def run(self) -> None:
+        backoff = 0.5
+        while self._running:
+            # A fresh event before draining: a commit during the drain wakes the next wait.
+            self._wake = eventlet.event.Event()
+            try:
+                self.drain()
+                backoff = 0.5
+            except Exception as exc:  # noqa: BLE001 - the broker or database is away; retry
+                log.warning("outbox_relay_retrying", error=type(exc).__name__, in_seconds=backoff)
+                eventlet.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            with eventlet.Timeout(POLL_SECONDS, False):
+                self._wake.wait()

@@ -1,0 +1,261 @@
+"""Partner statuses: each agency's small local copy of where its partners stand.
+
+A social worker sees "investigation: charged, request abroad: sent" on the case without
+asking anyone, because case_management keeps the statuses its partners announce on the
+bus. justice_liaison and cross_border keep the same copy. This module is that copy,
+written once:
+
+- what an event tells about a partner (`updates_from`), in plain Python;
+- the rule that keeps the copy right when events arrive late, twice or out of order
+  (`is_newer`, and `view` for which voice counts when two services speak of one agency);
+- the table (`partner_status_table`, `partner_status_columns` for the migration) and the
+  sequence-checked upsert (`PartnerStatuses.apply`).
+
+Each row is one agency's status as one producer last told it, for one coordination id:
+the hub speaks of every agency (pending acceptance, accepted), an agency's own service
+speaks of its own record (a case's workflow status, an investigation's, a request's).
+`sequence` is strictly increasing per producer and coordination id, so within one row a
+lower or equal sequence is an older (or the same) word and is ignored. A redelivered
+event is refused earlier by the inbox; this check is what keeps a reordered one out.
+
+Statuses are codes, times are UTC: nothing here is personal data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from concord_contracts.codes import Agency, AgencyStatus
+from concord_contracts.envelope import Envelope
+
+# --- the rules (no I/O) ----------------------------------------------------------------
+
+HUB = "referral"
+"""The producer that speaks of every agency: routing and acceptance."""
+
+OWN_PRODUCER: Mapping[Agency, str] = {
+    Agency.social_services: "case_management",
+    Agency.justice: "justice_liaison",
+    Agency.cross_border: "cross_border",
+}
+"""The service that owns each agency's record: its word on that agency outranks the hub's."""
+
+# event type -> (the agency it speaks of, the payload field holding when)
+_AGENCY_EVENTS: Mapping[str, tuple[Agency, str]] = {
+    "case.opened": (Agency.social_services, "opened_at"),
+    "case.status_changed": (Agency.social_services, "changed_at"),
+    "investigation.opened": (Agency.justice, "opened_at"),
+    "investigation.status_changed": (Agency.justice, "changed_at"),
+    "request.filed": (Agency.cross_border, "filed_at"),
+    "request.status_changed": (Agency.cross_border, "changed_at"),
+}
+
+PARTNER_EVENT_TYPES = frozenset({"referral.routed", "referral.accepted", *_AGENCY_EVENTS})
+"""Every event type that carries a partner status."""
+
+
+@dataclass(frozen=True)
+class PartnerUpdate:
+    """What one event says of one agency.
+
+    `status` is a code: the hub's `AgencyStatus` (pending_acceptance, accepted) or the
+    partner's own workflow status (a `CaseStatus`, `InvestigationStatus`, `RequestStatus`).
+    `due_at` is the legal deadline of a request abroad, when there is one."""
+
+    agency: Agency
+    status: str
+    since: dt.datetime
+    due_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class PartnerStatus:
+    """One agency's status as one producer last told it."""
+
+    agency: Agency
+    producer: str
+    status: str
+    since: dt.datetime
+    due_at: dt.datetime | None
+    last_sequence: int
+
+
+def is_newer(sequence: int, last_applied: int | None) -> bool:
+    """Apply an event only if it is newer than the last one applied from the same producer
+    for the same agency: a duplicate (equal) or a late, older one (lower) changes nothing.
+    `last_applied` is None when that producer never spoke of that agency."""
+    return last_applied is None or sequence > last_applied
+
+
+def updates_from(event: Envelope, own_agency: Agency) -> list[PartnerUpdate]:
+    """The partner statuses an event (deserialised payload) carries, as seen by `own_agency`.
+
+    A routing that does not name `own_agency` is none of its business: it will never hold
+    that referral, so it keeps nothing of it."""
+    payload = event.payload
+    if event.event_type == "referral.routed":
+        agencies = [Agency(a) for a in payload["agencies"]]
+        if own_agency not in agencies:
+            return []
+        return [
+            PartnerUpdate(agency, str(AgencyStatus.pending_acceptance), payload["routed_at"])
+            for agency in agencies
+        ]
+    if event.event_type == "referral.accepted":
+        return [
+            PartnerUpdate(
+                Agency(payload["agency"]), str(AgencyStatus.accepted), payload["accepted_at"]
+            )
+        ]
+    if event.event_type in _AGENCY_EVENTS:
+        agency, time_field = _AGENCY_EVENTS[event.event_type]
+        return [
+            PartnerUpdate(
+                agency, str(payload["status"]), payload[time_field], payload.get("due_at")
+            )
+        ]
+    raise ValueError(f"{event.event_type} carries no partner status")
+
+
+def view(
+    statuses: Iterable[PartnerStatus], exclude: Agency | None = None
+) -> dict[Agency, PartnerStatus]:
+    """One status per agency: the agency's own service's word when it has spoken (it knows
+    its record best: a case opened says more than "accepted"), the hub's otherwise.
+    `exclude` leaves out the viewer's own agency."""
+    chosen: dict[Agency, PartnerStatus] = {}
+    for status in statuses:
+        if status.agency == exclude:
+            continue
+        current = chosen.get(status.agency)
+        own = OWN_PRODUCER.get(status.agency)
+        if current is None or (status.producer == own and current.producer != own):
+            chosen[status.agency] = status
+    return dict(sorted(chosen.items()))
+
+
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands times back without their offset; every time Concord writes is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+# --- storage ---------------------------------------------------------------------------
+
+TABLE_NAME = "partner_status"
+
+
+def partner_status_columns() -> list[Any]:
+    """Fresh columns of the partner-status table: for `models.py` and for the migration
+    (`op.create_table(TABLE_NAME, *partner_status_columns())`)."""
+    return [
+        sa.Column("coordination_id", sa.String(36), primary_key=True),
+        sa.Column("agency", sa.String(64), primary_key=True),
+        sa.Column("producer", sa.String(64), primary_key=True),
+        sa.Column("status", sa.String(64), nullable=False),
+        sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_sequence", sa.Integer, nullable=False),
+    ]
+
+
+def partner_status_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(TABLE_NAME, metadata, *partner_status_columns())
+
+
+def create_partner_status_table(op) -> None:
+    """Call from a service's Alembic revision."""
+    op.create_table(TABLE_NAME, *partner_status_columns())
+
+
+class PartnerStatuses:
+    """Reads and sequence-checked writes of one service's partner-status table, inside the
+    caller's transaction (the handler's unit of work, after `first_delivery`)."""
+
+    def __init__(self, session: Session, table: sa.Table):
+        self.session = session
+        self.table = table
+
+    def apply(self, event: Envelope, own_agency: Agency) -> int:
+        """Apply every partner status `event` carries; returns how many changed."""
+        return sum(
+            self.record(event.coordination_id, event.producer, event.sequence, update)
+            for update in updates_from(event, own_agency)
+        )
+
+    def record(
+        self, coordination_id: uuid.UUID | str, producer: str, sequence: int, update: PartnerUpdate
+    ) -> bool:
+        """Upsert one status if `sequence` is newer than what this producer last said of
+        this agency; False when it is not (the row is left as it was)."""
+        t = self.table
+        key = sa.and_(
+            t.c.coordination_id == str(coordination_id),
+            t.c.agency == str(update.agency),
+            t.c.producer == producer,
+        )
+        values = {
+            "status": str(update.status),
+            "since": update.since,
+            "due_at": update.due_at,
+            "last_sequence": sequence,
+        }
+        last = self._last_sequence(key)
+        if last is None:
+            try:
+                with self.session.begin_nested():
+                    self.session.execute(
+                        t.insert().values(
+                            coordination_id=str(coordination_id),
+                            agency=str(update.agency),
+                            producer=producer,
+                            **values,
+                        )
+                    )
+                return True
+            except sa.exc.IntegrityError:
+                # Another instance inserted this row first: compare with what it wrote.
+                last = self._last_sequence(key)
+        if not is_newer(sequence, last):
+            return False
+        self.session.execute(t.update().where(key).values(**values))
+        return True
+
+    def _last_sequence(self, key) -> int | None:
+        return self.session.execute(
+            sa.select(self.table.c.last_sequence).where(key).with_for_update()
+        ).scalar()
+
+    def of(self, coordination_id: uuid.UUID | str) -> list[PartnerStatus]:
+        """Every status kept for one coordination id, as each producer last told it."""
+        t = self.table
+        rows = self.session.execute(
+            sa.select(t).where(t.c.coordination_id == str(coordination_id))
+        ).mappings()
+        return [
+            PartnerStatus(
+                agency=Agency(row["agency"]),
+                producer=row["producer"],
+                status=row["status"],
+                since=as_utc(row["since"]),  # type: ignore[arg-type]
+                due_at=as_utc(row["due_at"]),
+                last_sequence=int(row["last_sequence"]),
+            )
+            for row in rows
+        ]
+
+
+def as_response(statuses: Mapping[Agency, PartnerStatus]) -> dict[Agency, dict[str, Any]]:
+    """`{agency: {status, since, due_at}}`, ready for `PartnerStatusSchema` to dump."""
+    return {
+        agency: {"status": s.status, "since": s.since, "due_at": s.due_at}
+        for agency, s in statuses.items()
+    }

@@ -1,0 +1,1 @@
+"""The central authority: requests to and from other jurisdictions."""

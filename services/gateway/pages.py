@@ -1,0 +1,267 @@
+"""Server-rendered pages: sign-in, the waiting list, accepting a referral.
+
+They work without JavaScript: plain links and forms, every form POST carrying a CSRF
+token that must equal the one in its (HttpOnly, SameSite=Strict) cookie.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Response
+
+from concord_contracts.codes import AgencyStatus, Organisation
+from concord_kit import errors as kit
+from gateway import errors, i18n
+from gateway.auth import IssuedToken, Principal, Tokens
+from gateway.i18n import N_
+from gateway.users import Account
+from gateway.web import Exchange, clear_cookie, log_failure, read_form, set_cookie
+
+SESSION_COOKIE = "concord_session"
+CSRF_COOKIE = "concord_csrf"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+STATIC_DIR = Path(__file__).parent / "static"
+
+# Agencies whose staff accept referrals from the waiting list (see api.accept_referral).
+ACCEPTING_AGENCIES = frozenset({Organisation.social_services, Organisation.justice})
+
+# Messages shown after a redirect, named by a code in the query string (never free text).
+NOTICES: dict[str, tuple[str, str]] = {
+    "accepted": ("status", N_("Referral accepted. It is now in your agency's records.")),
+    "signed_out": ("status", N_("You are signed out.")),
+    "session_ended": ("status", N_("Your session has ended. Please sign in again.")),
+    "accept_conflict": (
+        "alert",
+        N_("This referral can no longer be accepted: it was answered or withdrawn."),
+    ),
+    "accept_forbidden": ("alert", N_("You are not allowed to accept this referral.")),
+    "accept_not_found": ("alert", N_("This referral was not found.")),
+    "unavailable": ("alert", N_("A service this needs is not answering. Try again in a moment.")),
+    "form_expired": ("alert", N_("The form had expired. Please try again.")),
+}
+
+
+@jinja2.pass_context
+def _gettext(context, message: str) -> str:
+    return context["translations"].gettext(message)
+
+
+@jinja2.pass_context
+def _ngettext(context, singular: str, plural: str, n: int) -> str:
+    return context["translations"].ngettext(singular, plural, n)
+
+
+ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    extensions=["jinja2.ext.i18n"],
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+# The language differs per request and requests run concurrently, so the callables read
+# the translations from each render's context instead of the shared environment.
+ENV.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
+
+
+def prepare(ex: Exchange, tokens: Tokens) -> None:
+    """Keep the browser's CSRF token while it is one of ours; otherwise make one."""
+    cookie = ex.request.cookies.get(CSRF_COOKIE)
+    if tokens.csrf_token_valid(cookie):
+        ex.csrf_token = cookie
+    else:
+        ex.csrf_token, ex.csrf_is_new = tokens.new_csrf_token(), True
+
+
+def finish(ex: Exchange, response: Response) -> Response:
+    if ex.csrf_is_new and ex.csrf_token:
+        set_cookie(response, ex.request, CSRF_COOKIE, ex.csrf_token, max_age=None)
+    if ex.language_chosen:
+        set_cookie(
+            response,
+            ex.request,
+            i18n.LANGUAGE_COOKIE,
+            ex.language,
+            LANGUAGE_COOKIE_AGE,
+            samesite="Lax",
+        )
+    return response
+
+
+def render(ex: Exchange, template: str, status: int = 200, **context: Any) -> Response:
+    notice = NOTICES.get(ex.request.args.get("notice", ""))
+    html = ENV.get_template(template).render(
+        translations=ex.translations,
+        lang=ex.language,
+        languages=i18n.LANGUAGE_NAMES,
+        path=ex.request.path,
+        principal=ex.principal,
+        csrf_token=ex.csrf_token or "",
+        labels=i18n.LABELS[ex.language],
+        notice=(notice[0], ex.gettext(notice[1])) if notice else None,
+        **context,
+    )
+    return Response(html, status=status, mimetype="text/html")
+
+
+def see_other(location: str) -> Response:
+    return redirect(location, code=303)
+
+
+def error_page(ex: Exchange, problem: errors.Problem) -> Response:
+    return render(
+        ex,
+        "error.html",
+        problem.status,
+        code=problem.code,
+        message=ex.gettext(problem.message),
+        reference=ex.correlation_id,
+    )
+
+
+def failure(ex: Exchange, exc: BaseException) -> Response:
+    """The page for anything that went wrong; no session sends the person to sign in."""
+    problem = errors.problem_for(exc)
+    log_failure(exc, problem)
+    if problem.status == 401:
+        return signed_out(ex)
+    return error_page(ex, problem)
+
+
+def signed_out(ex: Exchange) -> Response:
+    """Where a page sends someone without a valid session."""
+    had_session = bool(ex.request.cookies.get(SESSION_COOKIE))
+    response = see_other("/signin?notice=session_ended" if had_session else "/signin")
+    if had_session:
+        clear_cookie(response, ex.request, SESSION_COOKIE)
+    return response
+
+
+def csrf_ok(ex: Exchange, tokens: Tokens, form: dict[str, str]) -> bool:
+    return tokens.csrf_matches(ex.request.cookies.get(CSRF_COOKIE), form.get("csrf_token"))
+
+
+def signin_form(ex: Exchange) -> Response:
+    if ex.principal is not None:
+        return see_other("/")
+    return render(ex, "signin.html", username="", error=None)
+
+
+def signin(
+    ex: Exchange,
+    tokens: Tokens,
+    authenticate: Callable[[str, str], Account | None],
+) -> Response:
+    form = read_form(ex.request)
+    username = form.get("username", "").strip()[:150]
+    password = form.get("password", "")[:1024]
+    if not csrf_ok(ex, tokens, form):
+        error = N_("The form had expired. Please try again.")
+        return render(ex, "signin.html", 400, username=username, error=ex.gettext(error))
+    if not username or not password:
+        error = N_("Enter your username and your password.")
+        return render(ex, "signin.html", 422, username=username, error=ex.gettext(error))
+    account = authenticate(username, password)
+    if account is None:
+        error = errors.invalid_credentials().problem.message
+        return render(ex, "signin.html", 401, username=username, error=ex.gettext(error))
+    issued = tokens.issue(account.id, account.role, account.agency)
+    response = see_other("/")
+    start_session(response, ex, issued)
+    # A new CSRF token with the new session: one planted before sign-in is worthless.
+    ex.csrf_token, ex.csrf_is_new = tokens.new_csrf_token(), True
+    return response
+
+
+def start_session(response: Response, ex: Exchange, issued: IssuedToken) -> None:
+    set_cookie(response, ex.request, SESSION_COOKIE, issued.access_token, issued.expires_in)
+
+
+def signout(ex: Exchange, tokens: Tokens, revoke: Callable[[str, Any], None]) -> Response:
+    form = read_form(ex.request)
+    if ex.principal is None:
+        return signed_out(ex)
+    if not csrf_ok(ex, tokens, form):
+        return see_other("/?notice=form_expired")
+    revoke(ex.principal.jti, ex.principal.expires_at)
+    response = see_other("/signin?notice=signed_out")
+    clear_cookie(response, ex.request, SESSION_COOKIE)
+    return response
+
+
+def waiting_list(ex: Exchange, intake_queue: Callable[[], list[dict]]) -> Response:
+    assert ex.principal is not None
+    agency = i18n.label(ex.language, "organisations", ex.principal.agency)
+    try:
+        items = intake_queue()
+    except kit.Forbidden:
+        # Hub staff and coordinators have no waiting list of their own: say so, calmly.
+        return render(ex, "waiting_list.html", rows=None, agency=agency)
+    can_accept = ex.principal.agency in ACCEPTING_AGENCIES
+    rows = [
+        {
+            "coordination_id": item["coordination_id"],
+            "received_at": item["received_at"],
+            "received": i18n.format_instant(item["received_at"], ex.language),
+            "channel": i18n.label(ex.language, "channels", item["channel"]),
+            "categories": [
+                i18n.label(ex.language, "categories", code) for code in item["categories"]
+            ],
+            "urgency_code": item["urgency"],
+            "urgency": i18n.label(ex.language, "urgencies", item["urgency"]),
+            "status": i18n.label(ex.language, "agency_statuses", item["status"]),
+            "acceptable": can_accept and item["status"] == AgencyStatus.pending_acceptance,
+        }
+        for item in items
+    ]
+    return render(ex, "waiting_list.html", rows=rows, agency=agency)
+
+
+_ACCEPT_NOTICES: dict[type[kit.ConcordError], str] = {
+    kit.Conflict: "accept_conflict",
+    kit.Forbidden: "accept_forbidden",
+    kit.NotFound: "accept_not_found",
+    kit.BadInput: "accept_not_found",
+    kit.ServiceUnavailable: "unavailable",
+}
+
+
+def accept(
+    ex: Exchange,
+    tokens: Tokens,
+    coordination_id: str,
+    open_record: Callable[[Principal, str], dict],
+) -> Response:
+    assert ex.principal is not None
+    form = read_form(ex.request)
+    if not csrf_ok(ex, tokens, form):
+        return see_other("/?notice=form_expired")
+    try:
+        parsed = str(uuid.UUID(coordination_id))
+    except ValueError:
+        return see_other("/?notice=accept_not_found")
+    try:
+        open_record(ex.principal, parsed)
+    except kit.ConcordError as exc:
+        if isinstance(exc, kit.Unauthenticated):
+            return signed_out(ex)
+        notice = next((n for cls, n in _ACCEPT_NOTICES.items() if isinstance(exc, cls)), None)
+        if notice is None:
+            raise
+        return see_other(f"/?notice={notice}")
+    return see_other("/?notice=accepted")
+
+
+def static_file(name: str) -> Response | None:
+    """The stylesheet (the only static file); None for anything else."""
+    if name != "concord.css":
+        return None
+    response = Response((STATIC_DIR / name).read_bytes(), mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response

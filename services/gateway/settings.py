@@ -1,0 +1,70 @@
+"""Where the gateway finds its signing key, and the dependency that holds it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from nameko.extensions import DependencyProvider
+
+from gateway.auth import Tokens, warm_up
+
+SECRET_KEY_ENV = "CONCORD_SECRET_KEY"
+VAR_DIR_ENV = "CONCORD_VAR_DIR"
+KEY_FILE = "secret.key"
+# HS256 with a shorter key is guessable offline from any one token.
+MIN_KEY_LENGTH = 32
+
+_REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def var_dir() -> Path:
+    return Path(os.environ.get(VAR_DIR_ENV) or _REPOSITORY / "var")
+
+
+def secret_key(directory: Path | None = None) -> str:
+    """The key from the environment, else the one kept under var/ (created on first use)."""
+    key = os.environ.get(SECRET_KEY_ENV)
+    if key:
+        if len(key) < MIN_KEY_LENGTH:
+            raise RuntimeError(f"{SECRET_KEY_ENV} must be at least {MIN_KEY_LENGTH} characters")
+        return key
+    return _key_file(directory or var_dir())
+
+
+def _key_file(directory: Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / KEY_FILE
+    if not path.exists():
+        # Written aside then hard-linked into place: the link fails if another process won
+        # the race, so every gateway process ends up with the same key.
+        spare = directory / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(spare, path)
+        except FileExistsError:
+            pass
+        finally:
+            spare.unlink()
+    for _ in range(50):
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.1)  # a key file written by hand and not yet flushed
+    raise RuntimeError(f"{path} is empty")
+
+
+class Credentials(DependencyProvider):
+    """Token handling with the key loaded once at start (a bad key fails the start), and
+    password checks warmed up so the first one is not answered faster than the rest."""
+
+    def setup(self) -> None:
+        self.tokens = Tokens(secret_key())
+        warm_up()
+
+    def get_dependency(self, worker_ctx) -> Tokens:
+        return self.tokens

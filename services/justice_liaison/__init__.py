@@ -1,0 +1,1 @@
+"""Police and justice: investigation records opened from accepted referrals."""

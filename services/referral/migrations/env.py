@@ -1,0 +1,4 @@
+from concord_kit.migrations import run_env
+from referral.models import metadata
+
+run_env(metadata)

@@ -1,0 +1,192 @@
+"""The first real flow, over HTTP, with every service running as its own process and all
+of it over RabbitMQ: submit, see it waiting, accept in two agencies, watch the pipeline."""
+
+import json
+import re
+import time
+import uuid
+
+import pytest
+from kombu import Connection, Queue
+
+from concord_contracts.events import read_event
+from concord_contracts.topology import events_exchange
+from tests.conftest import AMQP_URI
+from tests.synthetic import make_referral
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for_pipeline(system, cid, token, predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    row = None
+    while time.monotonic() < deadline:
+        status, row = system.http.request("GET", f"/api/v1/pipeline/{cid}", token=token)
+        assert status == 200, row
+        if predicate(row):
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"pipeline did not reach the expected state: {row}")
+
+
+@pytest.fixture
+def bus_tap():
+    """An exclusive queue bound to every event: what actually crossed the bus."""
+    connection = Connection(AMQP_URI)
+    channel = connection.channel()
+    queue = Queue(
+        f"test.tap.{uuid.uuid4()}",
+        exchange=events_exchange(),
+        routing_key="#",
+        exclusive=True,
+        auto_delete=True,
+    )(channel)
+    queue.declare()
+
+    def drain():
+        bodies = []
+        while (message := queue.get(no_ack=True)) is not None:
+            bodies.append(json.loads(message.body))
+        return bodies
+
+    yield drain
+    connection.release()
+
+
+def test_referral_travels_to_coordinated_status(running_system, bus_tap):
+    system, http = running_system, running_system.http
+    referral = make_referral(categories=["sextortion", "grooming"], urgency="high")
+    receipt = system.submit_referral(referral)
+    cid = receipt["coordination_id"]
+    assert sorted(receipt["routed_to"]) == ["justice", "social_services"]
+
+    social, police, coordinator = (
+        http.token("social"),
+        http.token("police"),
+        http.token("coordinator"),
+    )
+
+    # Each routed agency sees it waiting, scoped to its own agency.
+    for token in (social, police):
+        status, waiting = http.request("GET", "/api/v1/intake", token=token)
+        assert status == 200
+        assert cid in {item["coordination_id"] for item in waiting}
+    status, _ = http.request("GET", "/api/v1/intake", token=coordinator)
+    assert status == 403
+
+    row = wait_for_pipeline(system, cid, coordinator, lambda r: r["stage"] == "routed")
+    assert row["agencies"]["social_services"]["status"] == "pending_acceptance"
+    assert row["agencies"]["justice"]["status"] == "pending_acceptance"
+
+    # The social worker accepts: case_management pulls the details and opens a case.
+    status, case = http.request("POST", f"/api/v1/intake/{cid}/accept", token=social)
+    assert status in (200, 201), case
+    assert case["coordination_id"] == cid
+    row = wait_for_pipeline(
+        system,
+        cid,
+        coordinator,
+        lambda r: r["agencies"]["social_services"]["status"] == "case_opened",
+    )
+    assert row["agencies"]["justice"]["status"] == "pending_acceptance"
+    assert row["stage"] == "in_care"
+
+    # Accepting twice opens nothing twice.
+    status, again = http.request("POST", f"/api/v1/intake/{cid}/accept", token=social)
+    assert status in (200, 201) and again["case_id"] == case["case_id"]
+
+    # The police liaison officer accepts: an investigation record is opened.
+    status, investigation = http.request("POST", f"/api/v1/intake/{cid}/accept", token=police)
+    assert status in (200, 201), investigation
+    row = wait_for_pipeline(
+        system,
+        cid,
+        coordinator,
+        lambda r: r["agencies"]["justice"]["status"] == "investigation_opened",
+    )
+    assert set(row) >= {"coordination_id", "stage", "urgency", "agencies", "flags"}
+    assert row["urgency"] == "high"
+
+    # The coordinator's view holds no identity and no free text.
+    text = json.dumps(row)
+    assert referral["child"]["given_name"] not in text
+    assert referral["summary"][:30] not in text
+
+    # What crossed the bus: valid envelopes only, and nothing personal.
+    events = [e for e in bus_tap() if e["coordination_id"] == cid]
+    types = [e["event_type"] for e in events]
+    for expected in ("referral.received", "referral.routed", "case.opened", "investigation.opened"):
+        assert types.count(expected) == 1, types
+    for event in events:
+        read_event(event)
+    assert_no_personal_data(events, referral)
+
+
+def assert_no_personal_data(events, referral):
+    """Fails on anything that looks like personal data from the submitted referral."""
+    child, reporter = referral["child"], referral.get("reporter", {})
+    contact = reporter.get("contact") or {}
+    needles = [child.get("given_name"), child.get("family_name"), child.get("date_of_birth")]
+    needles += [contact.get("name"), contact.get("phone"), contact.get("email")]
+    needles += [w for w in re.findall(r"[A-Za-z]{6,}", referral["summary"])[:5]]
+    text = json.dumps(events)
+    for needle in filter(None, needles):
+        assert str(needle) not in text, f"personal data on the bus: {needle!r}"
+    payloads = json.dumps([e["payload"] for e in events])
+    assert not re.search(r"\+\d{2}[\d ]{6,}", payloads), "something like a phone number"
+    assert "@" not in payloads, "something like an e-mail address"
+
+
+def test_only_agencies_it_was_routed_to_can_accept(running_system):
+    http = running_system.http
+    # Cyberstalking alone is not routed to justice by default.
+    receipt = running_system.submit_referral(make_referral(categories=["cyberstalking"]))
+    cid = receipt["coordination_id"]
+    assert receipt["routed_to"] == ["social_services"]
+    status, body = http.request("POST", f"/api/v1/intake/{cid}/accept", token=http.token("police"))
+    assert status == 403, body
+    status, body = http.request(
+        "POST", f"/api/v1/intake/{cid}/accept", token=http.token("coordinator")
+    )
+    assert status == 403, body
+
+
+def test_bad_input_is_answered_with_the_field_and_nothing_is_stored(running_system):
+    http = running_system.http
+    intake = http.token("intake")
+    referral = make_referral()
+    referral["urgency"] = "whenever"
+    referral["child"]["given_name"] = "x" * 5000
+    status, body = http.request("POST", "/api/v1/referrals", referral, token=intake)
+    assert status == 422, body
+    assert {"urgency", "child"} <= set(body["error"]["fields"])
+    status, body = http.request("POST", "/api/v1/referrals", raw=b"{not json", token=intake)
+    assert status == 400
+    status, body = http.request("POST", "/api/v1/referrals", raw=b"[" * 300_000, token=intake)
+    assert status == 413
+    status, body = http.request("POST", "/api/v1/referrals", make_referral())
+    assert status == 401
+
+
+def test_health_and_reference(running_system):
+    http = running_system.http
+    status, health = http.request("GET", "/healthz")
+    assert status == 200
+    assert {"referral", "case_management", "justice_liaison", "cross_border"} <= set(
+        json.dumps(health) and health.get("services", health)
+    )
+    for name in ("channels", "categories", "urgencies", "legal_bases"):
+        status, items = http.request("GET", f"/api/v1/reference/{name}")
+        assert status == 200 and items and all("code" in i and "label" in i for i in items)
+    status, spec = http.request("GET", "/api/v1/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+    assert "/api/v1/referrals" in spec["paths"]
+
+
+def test_concord_status_lists_every_service(running_system):
+    result = running_system.concord("status", "--json", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    processes = json.loads(result.stdout)["processes"]
+    names = {p["service"] for p in processes}
+    assert names == {"referral", "case_management", "justice_liaison", "cross_border", "gateway"}
+    assert all(p["pid"] and p["state"] == "RUNNING" for p in processes)

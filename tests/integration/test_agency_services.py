@@ -1,0 +1,513 @@
+"""The agency services on the real broker and PostgreSQL, with the real referral hub:
+accepting a referral (once), who may, what crosses the bus, partner statuses applied once
+and in order, and requests abroad with their legal deadline."""
+
+import contextlib
+import datetime as dt
+import json
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from kombu import Connection, Queue
+
+from case_management.models import cases
+from case_management.service import CaseManagementService
+from concord_contracts.codes import Organisation, Role
+from concord_contracts.events import EVENTS, read_event
+from concord_contracts.topology import EVENTS_EXCHANGE, events_exchange
+from concord_kit.bus import BusPublisher
+from concord_kit.db import make_engine
+from concord_kit.errors import BadInput, Forbidden
+from concord_kit.identity import Caller
+from concord_kit.migrations import upgrade
+from concord_kit.partners import PartnerStatuses, PartnerUpdate
+from concord_kit.tables import audit_trail, inbox
+from cross_border.service import CrossBorderService
+from justice_liaison.models import investigations
+from justice_liaison.service import JusticeLiaisonService
+from tests.conftest import AMQP_URI, database_url
+from tests.synthetic import make_referral
+
+pytestmark = pytest.mark.integration
+
+INTAKE = Caller("it-intake-1", Role.intake_officer, Organisation.referral_hub)
+SOCIAL = Caller("it-social-1", Role.social_worker, Organisation.social_services)
+OTHER_SOCIAL = Caller("it-social-2", Role.social_worker, Organisation.social_services)
+SUPERVISOR = Caller("it-supervisor-1", Role.supervisor, Organisation.social_services)
+POLICE = Caller("it-police-1", Role.police_liaison_officer, Organisation.justice)
+CENTRAL = Caller("it-central-1", Role.central_authority_officer, Organisation.cross_border)
+
+
+def wait_for(predicate, timeout=20.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def agencies(container_factory, nameko_config, tmp_path, monkeypatch):
+    """The hub and the three agency services, and an RPC client per person."""
+    from nameko.standalone.rpc import ClusterRpcClient
+
+    from referral.service import ReferralService
+
+    monkeypatch.setenv("CONCORD_VAR_DIR", str(tmp_path))
+    for service_class in (
+        ReferralService,
+        CaseManagementService,
+        JusticeLiaisonService,
+        CrossBorderService,
+    ):
+        container_factory(service_class, nameko_config).start()
+
+    with contextlib.ExitStack() as stack:
+
+        def as_(caller: Caller):
+            return stack.enter_context(
+                ClusterRpcClient(context_data=caller.as_context(), uri=AMQP_URI, timeout=30)
+            )
+
+        yield {c: as_(c) for c in (INTAKE, SOCIAL, OTHER_SOCIAL, SUPERVISOR, POLICE, CENTRAL)}
+
+
+@pytest.fixture
+def bus_tap():
+    """An exclusive temporary queue bound to every event: what actually crossed the bus."""
+    connection = Connection(AMQP_URI)
+    queue = Queue(
+        f"test.agencies.tap.{uuid.uuid4()}",
+        exchange=events_exchange(),  # topic, as declared: a bare name would mean "direct"
+        routing_key="#",
+        exclusive=True,
+        auto_delete=True,
+    )(connection.channel())
+    queue.declare()
+    seen: list[dict] = []
+
+    def events(cid: str, event_type: str | None = None) -> list[dict]:
+        while (message := queue.get(no_ack=True)) is not None:
+            seen.append(json.loads(message.body))
+        return [
+            e for e in seen if e["coordination_id"] == cid and event_type in (None, e["event_type"])
+        ]
+
+    yield events
+    connection.release()
+
+
+@pytest.fixture
+def database():
+    """Read-only looks into a service's own database, as an operator would."""
+    engines: dict[str, sa.Engine] = {}
+
+    def connect(service: str) -> sa.Engine:
+        if service not in engines:
+            engines[service] = sa.create_engine(database_url(service))
+        return engines[service]
+
+    yield connect
+    for engine in engines.values():
+        engine.dispose()
+
+
+def submit(rpc, **overrides) -> tuple[str, dict]:
+    referral = make_referral(categories=["sextortion", "grooming"], **overrides)
+    receipt = rpc[INTAKE].referral.submit_referral(referral)
+    return receipt["coordination_id"], referral
+
+
+def publish_event(event_type, producer, cid, sequence, payload, event_id=None) -> dict:
+    """An agency's event as its relay would publish it (the same body may be sent twice).
+    `payload` is in its JSON form and must satisfy the contract."""
+    spec = EVENTS[event_type]
+    spec.schema().load(payload)
+    version, body_payload = spec.version, payload
+    body = {
+        "event_id": str(event_id or uuid.uuid4()),
+        "event_type": event_type,
+        "schema_version": version,
+        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+        "producer": producer,
+        "coordination_id": str(cid),
+        "sequence": sequence,
+        "correlation_id": "it-test",
+        "causation_id": None,
+        "payload": body_payload,
+    }
+    return send(body)
+
+
+def send(body: dict) -> dict:
+    publisher = BusPublisher(AMQP_URI)
+    try:
+        publisher.publish(
+            body,
+            exchange=EVENTS_EXCHANGE,
+            routing_key=body["event_type"],
+            message_id=body["event_id"],
+        )
+    finally:
+        publisher.close()
+    return body
+
+
+def investigation_event(cid, sequence, status, event_type="investigation.status_changed"):
+    time_field = "opened_at" if event_type == "investigation.opened" else "changed_at"
+    return publish_event(
+        event_type,
+        "justice_liaison",
+        cid,
+        sequence,
+        {
+            "investigation_id": str(uuid.UUID(int=7)),
+            "status": status,
+            time_field: dt.datetime(2026, 11, 23, 8, sequence, tzinfo=dt.UTC).isoformat(),
+        },
+    )
+
+
+def in_inbox(engine, event_id: str) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(inbox).where(inbox.c.event_id == event_id)
+            ).scalar()
+        )
+
+
+def partner_rows(engine, cid: str, agency: str) -> list[dict]:
+    table = sa.table(
+        "partner_status",
+        sa.column("coordination_id"),
+        sa.column("agency"),
+        sa.column("producer"),
+        sa.column("status"),
+        sa.column("since"),
+        sa.column("last_sequence"),
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(table).where(table.c.coordination_id == cid, table.c.agency == agency)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def settle(engine, cid) -> None:
+    """Let what was queued before now be handled: a marker queued behind it (a request
+    abroad's status: it leaves the investigation's status alone), applied, and a moment."""
+    marker = publish_event(
+        "request.status_changed",
+        "cross_border",
+        cid,
+        1,
+        {
+            "request_id": str(uuid.uuid4()),
+            "status": "acknowledged",
+            "due_at": None,
+            "changed_at": dt.datetime.now(dt.UTC).isoformat(),
+        },
+    )
+    wait_for(lambda: in_inbox(engine, marker["event_id"]))
+    time.sleep(0.3)
+
+
+# --- accepting ------------------------------------------------------------------------
+
+
+def test_accepting_opens_exactly_one_case_and_announces_it(agencies, bus_tap, database):
+    rpc = agencies
+    cid, referral = submit(rpc)
+
+    # Twice at the same moment, then once more: one case.
+    first = rpc[SOCIAL].case_management.accept_referral.call_async(cid)
+    second = rpc[SUPERVISOR].case_management.accept_referral.call_async(cid)
+    receipts = [first.result(), second.result(), rpc[SOCIAL].case_management.accept_referral(cid)]
+    assert len({r["case_id"] for r in receipts}) == 1
+    receipt = receipts[0]
+    assert receipt["coordination_id"] == cid and receipt["status"] == "new"
+    with database("case_management").connect() as conn:
+        count = conn.execute(
+            sa.select(sa.func.count()).select_from(cases).where(cases.c.coordination_id == cid)
+        ).scalar()
+        sealed = conn.execute(
+            sa.select(cases.c.sealed_child).where(cases.c.coordination_id == cid)
+        ).scalar()
+    assert count == 1
+    assert referral["child"]["given_name"] not in sealed  # encrypted at rest
+
+    # case.opened really crossed the bus, once, valid, with nothing personal in it.
+    published = wait_for(lambda: bus_tap(cid, "case.opened"))
+    time.sleep(0.5)
+    published = bus_tap(cid, "case.opened")
+    assert len(published) == 1
+    event = read_event(published[0])
+    assert str(event.payload["case_id"]) == receipt["case_id"]
+    assert event.producer == "case_management" and event.sequence == 1
+    assert referral["child"]["given_name"] not in json.dumps(published)
+
+    # The hub saw it: social services' status in the pipeline is case_opened.
+    wait_for(
+        lambda: (
+            rpc[INTAKE].referral.pipeline_row(cid)["agencies"]["social_services"]["status"]
+            == "case_opened"
+        )
+    )
+
+
+def test_a_police_officer_cannot_accept_for_social_services(agencies, database):
+    rpc = agencies
+    cid, _ = submit(rpc)
+    with pytest.raises(Forbidden):
+        rpc[POLICE].case_management.accept_referral(cid)
+    with pytest.raises(Forbidden):
+        rpc[SOCIAL].justice_liaison.accept_referral(cid)
+    with database("case_management").connect() as conn:
+        assert not conn.execute(sa.select(cases).where(cases.c.coordination_id == cid)).first()
+        refusal = conn.execute(
+            sa.select(audit_trail.c.outcome, audit_trail.c.user_id).where(
+                audit_trail.c.subject == cid, audit_trail.c.action == "case.accept"
+            )
+        ).one()
+    assert tuple(refusal) == ("refused", POLICE.user_id)
+
+    # The police open their own record instead, once.
+    opened = rpc[POLICE].justice_liaison.accept_referral(cid)
+    again = rpc[POLICE].justice_liaison.accept_referral(cid)
+    assert opened == again and opened["status"] == "opened"
+    with database("justice_liaison").connect() as conn:
+        count = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(investigations)
+            .where(investigations.c.coordination_id == cid)
+        ).scalar()
+    assert count == 1
+
+
+def test_a_referral_not_routed_to_justice_cannot_be_accepted_there(agencies):
+    rpc = agencies
+    receipt = rpc[INTAKE].referral.submit_referral(make_referral(categories=["cyberstalking"]))
+    assert receipt["routed_to"] == ["social_services"]
+    with pytest.raises(Forbidden):  # refused by the hub: the details are not justice's
+        rpc[POLICE].justice_liaison.accept_referral(receipt["coordination_id"])
+    with pytest.raises(BadInput):
+        rpc[SOCIAL].case_management.accept_referral("not-an-id")
+
+
+# --- reading a case -------------------------------------------------------------------
+
+
+def test_a_case_is_shown_to_its_worker_and_supervisors_only(agencies, database):
+    rpc = agencies
+    cid, referral = submit(rpc)
+    case_id = rpc[SOCIAL].case_management.accept_referral(cid)["case_id"]
+
+    case = rpc[SOCIAL].case_management.get_case(case_id)
+    assert case["child"]["given_name"] == referral["child"]["given_name"]
+    assert case["assigned_to"] == SOCIAL.user_id and case["status"] == "new"
+    assert rpc[SUPERVISOR].case_management.get_case(case_id)["case_id"] == case_id
+    for stranger in (OTHER_SOCIAL, POLICE):
+        with pytest.raises(Forbidden):
+            rpc[stranger].case_management.get_case(case_id)
+
+    # The partners as the hub and the police tell them; our own status is not a partner's.
+    engine = database("case_management")
+    wait_for(lambda: partner_rows(engine, cid, "justice"))
+    investigation_event(cid, 3, "charged")
+    partners = wait_for(
+        lambda: (
+            (p := rpc[SOCIAL].case_management.get_case(case_id)["partners"])
+            and p.get("justice", {}).get("status") == "charged"
+            and p
+        )
+    )
+    assert "social_services" not in partners
+
+    with engine.connect() as conn:
+        reads = conn.execute(
+            sa.select(audit_trail.c.user_id, audit_trail.c.outcome).where(
+                audit_trail.c.subject == case_id, audit_trail.c.action == "case.read"
+            )
+        ).all()
+    outcomes = {(user, outcome) for user, outcome in reads}
+    assert (SOCIAL.user_id, "allowed") in outcomes
+    assert (SUPERVISOR.user_id, "allowed") in outcomes
+    assert (OTHER_SOCIAL.user_id, "refused") in outcomes
+    assert (POLICE.user_id, "refused") in outcomes
+
+
+# --- partner statuses: once, and only when newer ---------------------------------------
+
+
+def test_a_duplicated_event_changes_nothing(agencies, database):
+    rpc = agencies
+    cid, _ = submit(rpc)
+    engine = database("case_management")
+    opened = investigation_event(cid, 1, "opened", event_type="investigation.opened")
+    send(opened)  # the same event, delivered twice
+    wait_for(lambda: in_inbox(engine, opened["event_id"]))
+    settle(engine, cid)
+    [row] = [r for r in partner_rows(engine, cid, "justice") if r["producer"] == "justice_liaison"]
+    assert (row["status"], row["last_sequence"]) == ("opened", 1)
+
+    # Newer news, then the old event once more: the newer status stands.
+    newer = investigation_event(cid, 2, "under_investigation")
+    wait_for(lambda: in_inbox(engine, newer["event_id"]))
+    send(opened)
+    settle(engine, cid)
+    [row] = [r for r in partner_rows(engine, cid, "justice") if r["producer"] == "justice_liaison"]
+    assert (row["status"], row["last_sequence"]) == ("under_investigation", 2)
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(inbox)
+                .where(inbox.c.event_id == opened["event_id"])
+            ).scalar()
+            == 1
+        )
+
+
+def test_an_older_event_arriving_late_is_ignored(agencies, database):
+    rpc = agencies
+    cid, _ = submit(rpc)
+    engine = database("case_management")
+    later = investigation_event(cid, 3, "charged")
+    wait_for(lambda: in_inbox(engine, later["event_id"]))
+    earlier = investigation_event(cid, 2, "under_investigation")
+    wait_for(lambda: in_inbox(engine, earlier["event_id"]))  # received, recorded...
+    [row] = [r for r in partner_rows(engine, cid, "justice") if r["producer"] == "justice_liaison"]
+    assert (row["status"], row["last_sequence"]) == ("charged", 3)  # ...and not applied
+
+
+# --- requests abroad ------------------------------------------------------------------
+
+
+def test_filing_a_request_computes_its_deadline_and_announces_it(agencies, bus_tap, database):
+    rpc = agencies
+    cid, _ = submit(rpc)
+    request = {
+        "instrument": "european_production_order",
+        "executing_country": "DE",
+        "emergency": True,
+        "measures": ["subscriber_data", "traffic_data"],
+    }
+    receipt = rpc[POLICE].cross_border.file_request(cid, request)
+    filed_at = dt.datetime.fromisoformat(receipt["filed_at"])
+    assert dt.datetime.fromisoformat(receipt["due_at"]) == filed_at + dt.timedelta(hours=8)
+    assert receipt["clock"] == "data_production" and receipt["status"] == "sent"
+
+    mla = rpc[CENTRAL].cross_border.file_request(
+        cid, {**request, "instrument": "mutual_legal_assistance", "emergency": False}
+    )
+    assert mla["due_at"] is None and mla["clock"] is None
+    silence = dt.datetime.fromisoformat(mla["silence_warning_at"])
+    assert silence == dt.datetime.fromisoformat(mla["filed_at"]) + dt.timedelta(days=30)
+
+    [event] = wait_for(
+        lambda: [
+            e
+            for e in bus_tap(cid, "request.filed")
+            if e["payload"]["request_id"] == receipt["request_id"]
+        ]
+    )
+    payload = read_event(event).payload
+    assert payload["due_at"] == dt.datetime.fromisoformat(receipt["due_at"])
+    assert payload["executing_country"] == "DE"
+
+    # Social services see it among the partners of that referral.
+    engine = database("case_management")
+    wait_for(lambda: partner_rows(engine, cid, "cross_border"))
+
+
+def test_a_bad_request_is_refused_naming_the_field_and_nothing_is_filed(agencies, bus_tap):
+    rpc = agencies
+    cid, _ = submit(rpc)
+    good = {
+        "instrument": "european_production_order",
+        "executing_country": "DE",
+        "emergency": False,
+        "measures": ["subscriber_data"],
+    }
+    for bad, field in (
+        ({**good, "executing_country": "Germany"}, "executing_country"),
+        ({**good, "instrument": "carrier_pigeon"}, "instrument"),
+        ({**good, "measures": []}, "measures"),
+        ({**good, "measures": ["witness_hearing"]}, "measures"),  # not under an EPO
+        ({**good, "emergency": "yes"}, "emergency"),
+        ({**good, "suspect_name": "Talo"}, "suspect_name"),
+    ):
+        with pytest.raises(BadInput) as refused:
+            rpc[POLICE].cross_border.file_request(cid, bad)
+        assert field in refused.value.errors
+    with pytest.raises(Forbidden):
+        rpc[SOCIAL].cross_border.file_request(cid, good)
+    time.sleep(0.5)
+    assert bus_tap(cid, "request.filed") == []
+
+
+# --- the partner-status table itself, on both databases -----------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrations_and_the_sequence_checked_upsert(backend, tmp_path, clean_environment):
+    for service in ("case_management", "justice_liaison", "cross_border"):
+        url = f"sqlite:///{tmp_path}/{service}.db" if backend == "sqlite" else database_url(service)
+        upgrade(service, url)
+    engine = make_engine(url)  # cross_border's
+    from cross_border.models import partner_status
+
+    cid = str(uuid.uuid4())
+    at = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+
+    def record(sequence, status, producer="justice_liaison"):
+        with sa.orm.Session(engine) as session, session.begin():
+            return PartnerStatuses(session, partner_status).record(
+                cid, producer, sequence, PartnerUpdate("justice", status, at)
+            )
+
+    def current():
+        with sa.orm.Session(engine) as session:
+            return {
+                s.producer: (s.status, s.last_sequence)
+                for s in PartnerStatuses(session, partner_status).of(cid)
+            }
+
+    assert record(2, "opened")
+    assert not record(2, "opened")  # the same again
+    assert not record(1, "closed")  # older
+    assert record(4, "charged")
+    assert record(1, "accepted", producer="referral")  # another producer's own count
+    assert current() == {"justice_liaison": ("charged", 4), "referral": ("accepted", 1)}
+    engine.dispose()
+
+
+def test_an_accept_that_loses_the_race_returns_the_case_already_opened(
+    agencies, database, monkeypatch
+):
+    """Two workers both find no case, both pull, both insert: the UNIQUE constraint refuses
+    the second, which answers with the first's case and publishes nothing."""
+    rpc = agencies
+    cid, _ = submit(rpc)
+    opened = rpc[SOCIAL].case_management.accept_referral(cid)
+
+    original = CaseManagementService._case_for
+    calls = []
+
+    def blind_first_look(self, coordination_id):
+        calls.append(coordination_id)
+        return None if len(calls) == 1 else original(self, coordination_id)
+
+    monkeypatch.setattr(CaseManagementService, "_case_for", blind_first_look)
+    assert rpc[SUPERVISOR].case_management.accept_referral(cid) == opened
+    assert len(calls) == 2  # the blind look, then the look after the refused insert
+    with database("case_management").connect() as conn:
+        count = conn.execute(
+            sa.select(sa.func.count()).select_from(cases).where(cases.c.coordination_id == cid)
+        ).scalar()
+    assert count == 1

@@ -1,0 +1,297 @@
+"""The platform kit on the real broker and databases (SQLite and PostgreSQL): outbox and
+relay, inbox, sequence numbers, retry and parking, the audit chain."""
+
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from kombu import Connection, Queue
+from marshmallow import fields
+from nameko.standalone.rpc import ClusterRpcClient
+
+from concord_contracts import events as catalogue
+from concord_contracts import topology
+from concord_kit import audit, outbox
+from concord_kit.bus import BusPublisher, Unroutable
+from concord_kit.db import make_engine
+from concord_kit.events import ATTEMPT_HEADER, REASON_HEADER
+from concord_kit.identity import Caller
+from concord_kit.migrations import upgrade
+from concord_kit.tables import audit_trail
+from concord_kit.tables import outbox as outbox_table
+
+sys.path.insert(0, str(Path(__file__).parent))
+from kit_probe.service import KitProbe  # noqa: E402
+
+from tests.conftest import PG_URL  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+class ProbeNoted(catalogue.Payload):
+    note_id = fields.UUID(required=True)
+    fail = fields.Boolean(load_default=False)
+
+
+def wait_for(predicate, timeout=15.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def _pg_database(name: str) -> str:
+    admin = sa.create_engine(f"{PG_URL}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return f"{PG_URL}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def probe(request, monkeypatch, nameko_config, tmp_path, container_factory):
+    monkeypatch.setitem(
+        catalogue.EVENTS,
+        "probe.noted",
+        catalogue.EventSpec("probe.noted", "kit_probe", 1, {1: ProbeNoted}, "probe"),
+    )
+    monkeypatch.setitem(topology.CONSUMERS, "kit_probe", ("probe.noted",))
+    monkeypatch.setenv("CONCORD_VAR_DIR", str(tmp_path))
+    topology.declare(nameko_config["AMQP_URI"])
+    with Connection(nameko_config["AMQP_URI"]) as conn:
+        for queue in topology.service_queues("kit_probe"):
+            queue(conn.channel()).purge()
+    url = (
+        f"sqlite:///{tmp_path}/kit_probe.db"
+        if request.param == "sqlite"
+        else _pg_database("concord_test_kit_probe")
+    )
+    config = {
+        **nameko_config,
+        "DATABASE_URLS": {"kit_probe": url},
+        "EVENT_RETRY_BACKOFF_SECONDS": [0.2, 0.2],
+    }
+    container = container_factory(KitProbe, config)
+    container.start()
+    client = ClusterRpcClient(uri=config["AMQP_URI"], timeout=15)
+    with client as rpc:
+        yield rpc.kit_probe, config, url
+
+
+def _publish_raw(amqp_uri: str, body, routing_key="probe.noted", headers=None):
+    BusPublisher(amqp_uri).publish(
+        body, exchange=topology.EVENTS_EXCHANGE, routing_key=routing_key, headers=headers
+    )
+
+
+def _drain(amqp_uri: str, queue_name: str) -> list:
+    messages = []
+    with Connection(amqp_uri) as conn:
+        queue = Queue(queue_name, no_declare=True)(conn.channel())
+        while (message := queue.get(no_ack=True)) is not None:
+            messages.append(message)
+    return messages
+
+
+def test_events_are_published_in_order_applied_once(probe):
+    kit, config, _ = probe
+    cid = str(uuid.uuid4())
+    kit.note(cid, count=3)
+    noted = wait_for(lambda: len(kit.noted(cid)) == 3 and kit.noted(cid))
+    assert len(set(noted)) == 3
+    assert kit.health()["outbox_pending"] == 0
+
+
+def test_sequence_is_strictly_increasing_per_coordination_id(probe):
+    _, _, url = probe
+    engine = make_engine(url)
+    cid = str(uuid.uuid4())
+    with engine.begin() as conn:
+        session = sa.orm.Session(bind=conn)
+        for _ in range(3):
+            outbox.add(
+                session,
+                producer="kit_probe",
+                event_type="probe.noted",
+                coordination_id=cid,
+                payload={"note_id": uuid.uuid4()},
+                correlation_id="test",
+            )
+        session.flush()
+        sequences = conn.execute(
+            sa.select(outbox_table.c.sequence)
+            .where(outbox_table.c.coordination_id == cid)
+            .order_by(outbox_table.c.id)
+        ).scalars()
+        assert list(sequences) == [1, 2, 3]
+    engine.dispose()
+
+
+def test_a_redelivered_event_changes_nothing(probe):
+    kit, config, _ = probe
+    cid = uuid.uuid4()
+    body = _probe_event(cid)
+    _publish_raw(config["AMQP_URI"], body)
+    _publish_raw(config["AMQP_URI"], body)
+    # A second, different event behind the duplicate: once it is applied, the duplicate
+    # (queued before it) has had its chance.
+    marker = _probe_event(cid)
+    _publish_raw(config["AMQP_URI"], marker)
+    noted = wait_for(lambda: len(kit.noted(str(cid))) >= 2 and kit.noted(str(cid)))
+    assert sorted(noted) == sorted([body["event_id"], marker["event_id"]])
+
+
+@pytest.fixture
+def probe_database(tmp_path):
+    """The probe's database alone, no service running: nothing drains its outbox but us."""
+    url = f"sqlite:///{tmp_path}/probe-alone.db"
+    upgrade("kit_probe", url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def _add_probe_event(engine, cid: str) -> None:
+    with sa.orm.Session(engine) as session, session.begin():
+        outbox.add(
+            session,
+            producer="kit_probe",
+            event_type="probe.noted",
+            coordination_id=cid,
+            payload={"note_id": uuid.uuid4()},
+            correlation_id="test",
+        )
+
+
+def _sent_at(engine, cid: str):
+    with sa.orm.Session(engine) as session:
+        return session.execute(
+            sa.select(outbox_table.c.sent_at).where(outbox_table.c.coordination_id == cid)
+        ).scalar_one()
+
+
+def test_the_outbox_keeps_events_while_the_broker_is_unreachable(
+    probe_database, nameko_config, monkeypatch
+):
+    monkeypatch.setitem(
+        catalogue.EVENTS,
+        "probe.noted",
+        catalogue.EventSpec("probe.noted", "kit_probe", 1, {1: ProbeNoted}, "probe"),
+    )
+    monkeypatch.setitem(topology.CONSUMERS, "kit_probe", ("probe.noted",))
+    topology.declare(nameko_config["AMQP_URI"])
+    cid = str(uuid.uuid4())
+    _add_probe_event(probe_database, cid)
+    unreachable = BusPublisher("amqp://guest:guest@127.0.0.1:1/concord_test")
+    with pytest.raises(OSError), sa.orm.Session(probe_database) as session, session.begin():
+        outbox.publish_batch(session, unreachable)
+    assert _sent_at(probe_database, cid) is None  # still pending, not lost
+
+    with sa.orm.Session(probe_database) as session, session.begin():
+        assert outbox.publish_batch(session, BusPublisher(nameko_config["AMQP_URI"])) == 1
+    assert _sent_at(probe_database, cid) is not None
+
+
+def test_an_event_without_a_route_stays_pending(probe_database, nameko_config, monkeypatch):
+    """mandatory=True: an exchange with no queue for the key refuses, and the row waits."""
+    monkeypatch.setitem(
+        catalogue.EVENTS,
+        "probe.noted",
+        catalogue.EventSpec("probe.noted", "kit_probe", 1, {1: ProbeNoted}, "probe"),
+    )
+    monkeypatch.setattr(outbox, "EVENTS_EXCHANGE", "concord.test.unbound")
+    with Connection(nameko_config["AMQP_URI"]) as conn:
+        from kombu import Exchange
+
+        Exchange("concord.test.unbound", type="topic", durable=False)(conn.channel()).declare()
+    cid = str(uuid.uuid4())
+    _add_probe_event(probe_database, cid)
+    with pytest.raises(Unroutable), sa.orm.Session(probe_database) as session, session.begin():
+        outbox.publish_batch(session, BusPublisher(nameko_config["AMQP_URI"]))
+    assert _sent_at(probe_database, cid) is None
+
+
+def test_a_failing_handler_is_retried_then_parked_with_its_reason(probe):
+    kit, config, _ = probe
+    cid = uuid.uuid4()
+    failing = _probe_event(cid, fail=True)
+    _publish_raw(config["AMQP_URI"], failing)
+    # The queue keeps flowing behind it.
+    ok_cid = uuid.uuid4()
+    _publish_raw(config["AMQP_URI"], _probe_event(ok_cid))
+    wait_for(lambda: kit.noted(str(ok_cid)))
+    parked = wait_for(lambda: _drain(config["AMQP_URI"], topology.dead_queue_name("kit_probe")))
+    assert len(parked) == 1
+    headers = parked[0].headers
+    assert headers[REASON_HEADER].startswith("Conflict")
+    assert headers[ATTEMPT_HEADER] == 3  # the first try and two retries
+    assert parked[0].payload["event_id"] == failing["event_id"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"not": "an envelope"},
+        "a string",
+        None,  # replaced by an envelope with an impossible payload
+    ],
+)
+def test_poison_messages_are_parked_at_once(probe, body):
+    kit, config, _ = probe
+    if body is None:
+        body = _probe_event(uuid.uuid4())
+        body["payload"] = {"note_id": "not-a-uuid", "extra": 1}
+    _publish_raw(config["AMQP_URI"], body)
+    parked = wait_for(lambda: _drain(config["AMQP_URI"], topology.dead_queue_name("kit_probe")))
+    assert len(parked) == 1
+    assert parked[0].headers[REASON_HEADER].startswith("InvalidEvent")
+    assert parked[0].headers[ATTEMPT_HEADER] == 1
+
+
+def test_the_audit_chain_detects_an_edit(tmp_path):
+    url = f"sqlite:///{tmp_path}/audit.db"
+    upgrade("kit_probe", url)
+    engine = make_engine(url)
+    caller = Caller("u-1", "social_worker", "social_services")
+    with sa.orm.Session(engine) as session, session.begin():
+        for subject in ("a", "b", "c"):
+            audit.record(
+                session,
+                caller=caller,
+                action="case.read",
+                subject=subject,
+                reason="test",
+                correlation_id="c",
+            )
+    with sa.orm.Session(engine) as session:
+        assert audit.verify(session) is None
+    with sa.orm.Session(engine) as session, session.begin():
+        session.execute(audit_trail.update().where(audit_trail.c.id == 2).values(subject="x"))
+    with sa.orm.Session(engine) as session:
+        assert audit.verify(session) == 2
+    engine.dispose()
+
+
+def _probe_event(cid, event_id=None, fail=False):
+    payload = {"note_id": str(uuid.uuid4())}
+    if fail:
+        payload["fail"] = True
+    return {
+        "event_id": str(event_id or uuid.uuid4()),
+        "event_type": "probe.noted",
+        "schema_version": 1,
+        "occurred_at": "2026-11-23T10:00:00+00:00",
+        "producer": "kit_probe",
+        "coordination_id": str(cid),
+        "sequence": 1,
+        "correlation_id": "test",
+        "causation_id": None,
+        "payload": payload,
+    }
