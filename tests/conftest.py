@@ -21,13 +21,44 @@ import sqlalchemy as sa  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ("referral", "case_management", "justice_liaison", "cross_border", "gateway")
 
-AMQP_URI = os.environ.get("CONCORD_TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/concord_test")
+# CONCORD_TEST_NAMESPACE lets several test runs share one machine without touching each
+# other: each gets its own virtual host, databases and HTTP port.
+NAMESPACE = os.environ.get("CONCORD_TEST_NAMESPACE", "")
+_SUFFIX = f"_{NAMESPACE}" if NAMESPACE else ""
+VHOST = f"concord_test{_SUFFIX}"
+AMQP_URI = os.environ.get("CONCORD_TEST_AMQP_URI", f"amqp://guest:guest@127.0.0.1:5672/{VHOST}")
 PG_URL = os.environ.get("CONCORD_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-HTTP_PORT = int(os.environ.get("CONCORD_TEST_HTTP_PORT", "18000"))
+HTTP_PORT = int(
+    os.environ.get("CONCORD_TEST_HTTP_PORT", str(18000 + (sum(NAMESPACE.encode()) % 50) * 10))
+)
 
 
 def database_url(service: str) -> str:
-    return f"{PG_URL}/concord_test_{service}"
+    return f"{PG_URL}/concord_test{_SUFFIX}_{service}"
+
+
+def ensure_namespace() -> None:
+    """Create this namespace's virtual host and databases where missing (the default ones
+    are made by deploy/local/ensure-services.sh)."""
+    if shutil.which("rabbitmqctl"):
+        listed = subprocess.run(
+            ["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True
+        )
+        if VHOST not in listed.stdout.split():
+            subprocess.run(["rabbitmqctl", "add_vhost", VHOST], capture_output=True, check=True)
+            subprocess.run(
+                ["rabbitmqctl", "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"],
+                capture_output=True,
+                check=True,
+            )
+    admin = sa.create_engine(f"{PG_URL}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        existing = set(conn.execute(sa.text("SELECT datname FROM pg_database")).scalars())
+        for service in SERVICES:
+            name = database_url(service).rsplit("/", 1)[1]
+            if name not in existing:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -95,6 +126,7 @@ def reset_bus(amqp_uri: str) -> None:
 @pytest.fixture(scope="session")
 def clean_environment(backing_services):
     """Fresh databases and empty queues, once per test session."""
+    ensure_namespace()
     for service in SERVICES:
         reset_database(database_url(service))
     reset_bus(AMQP_URI)

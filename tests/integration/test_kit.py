@@ -26,7 +26,7 @@ from concord_kit.tables import outbox as outbox_table
 sys.path.insert(0, str(Path(__file__).parent))
 from kit_probe.service import KitProbe  # noqa: E402
 
-from tests.conftest import PG_URL  # noqa: E402
+from tests.conftest import PG_URL, VHOST  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def probe(request, monkeypatch, nameko_config, tmp_path, container_factory):
     url = (
         f"sqlite:///{tmp_path}/kit_probe.db"
         if request.param == "sqlite"
-        else _pg_database("concord_test_kit_probe")
+        else _pg_database(f"{VHOST}_kit_probe")
     )
     config = {
         **nameko_config,
