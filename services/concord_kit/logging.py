@@ -7,8 +7,10 @@ identifiers and codes.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
+import uuid
 from typing import Any
 
 import structlog
@@ -58,6 +60,19 @@ def _add_service(service: str):
     return processor
 
 
+def _coordination_id_argument(worker_ctx) -> str | None:
+    """The `coordination_id` an entrypoint was called with (an RPC argument or a URL part)."""
+    method = getattr(worker_ctx.service, worker_ctx.entrypoint.method_name, None)
+    if method is None:
+        return None
+    try:
+        bound = inspect.signature(method).bind_partial(*worker_ctx.args, **worker_ctx.kwargs)
+    except TypeError:
+        return None
+    value = bound.arguments.get("coordination_id")
+    return str(value)[:64] if isinstance(value, str | uuid.UUID) else None
+
+
 class Logs(DependencyProvider):
     """Configures logging when the service starts; binds each worker's ids to its lines."""
 
@@ -65,10 +80,16 @@ class Logs(DependencyProvider):
         configure(self.container.service_name)
 
     def worker_setup(self, worker_ctx) -> None:
+        coordination_id = worker_ctx.data.get("coordination_id") or _coordination_id_argument(
+            worker_ctx
+        )
+        if coordination_id:
+            # In context data it travels on with every call this worker makes.
+            worker_ctx.data["coordination_id"] = coordination_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             correlation_id=worker_ctx.data.get("correlation_id"),
-            coordination_id=worker_ctx.data.get("coordination_id"),
+            coordination_id=coordination_id,
             entrypoint=worker_ctx.entrypoint.method_name,
         )
 

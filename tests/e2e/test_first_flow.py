@@ -5,6 +5,7 @@ import json
 import re
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from kombu import Connection, Queue
@@ -121,17 +122,29 @@ def test_referral_travels_to_coordinated_status(running_system, bus_tap):
         read_event(event)
     assert_no_personal_data(events, referral)
 
+    # ... nor in any service's log.
+    logs = Path(system.environment["CONCORD_VAR_DIR"]) / "log"
+    text = "\n".join(log.read_text(errors="replace") for log in logs.glob("*.log"))
+    assert cid in text  # the logs do speak of this referral, by its id
+    for needle in personal_needles(referral):
+        assert needle not in text, f"personal data in a log line: {needle!r}"
 
-def assert_no_personal_data(events, referral):
-    """Fails on anything that looks like personal data from the submitted referral."""
+
+def personal_needles(referral) -> list[str]:
+    """Strings of the submitted referral that must never leave the referral service."""
     child, reporter = referral["child"], referral.get("reporter", {})
     contact = reporter.get("contact") or {}
     needles = [child.get("given_name"), child.get("family_name"), child.get("date_of_birth")]
     needles += [contact.get("name"), contact.get("phone"), contact.get("email")]
     needles += [w for w in re.findall(r"[A-Za-z]{6,}", referral["summary"])[:5]]
+    return [str(n) for n in needles if n]
+
+
+def assert_no_personal_data(events, referral):
+    """Fails on anything that looks like personal data from the submitted referral."""
     text = json.dumps(events)
-    for needle in filter(None, needles):
-        assert str(needle) not in text, f"personal data on the bus: {needle!r}"
+    for needle in personal_needles(referral):
+        assert needle not in text, f"personal data on the bus: {needle!r}"
     payloads = json.dumps([e["payload"] for e in events])
     assert not re.search(r"\+\d{2}[\d ]{6,}", payloads), "something like a phone number"
     assert "@" not in payloads, "something like an e-mail address"

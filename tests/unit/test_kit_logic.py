@@ -53,3 +53,27 @@ def test_a_forged_role_is_no_caller():
 def test_correlation_id_is_minted_once():
     context = CallContext({})
     assert context.correlation_id == context.correlation_id
+
+
+def test_the_coordination_id_argument_is_found_for_the_log_lines():
+    from types import SimpleNamespace
+
+    from concord_kit.logging import _coordination_id_argument
+
+    class Service:
+        def accept(self, coordination_id, reason=None): ...
+
+        def health(self): ...
+
+    def worker(method, *args, **kwargs):
+        return SimpleNamespace(
+            service=Service(),
+            entrypoint=SimpleNamespace(method_name=method),
+            args=args,
+            kwargs=kwargs,
+        )
+
+    assert _coordination_id_argument(worker("accept", "c-1")) == "c-1"
+    assert _coordination_id_argument(worker("accept", coordination_id="c-2")) == "c-2"
+    assert _coordination_id_argument(worker("health")) is None
+    assert _coordination_id_argument(worker("accept", {"not": "an id"})) is None

@@ -1,11 +1,11 @@
 import uuid
 
+from kit_probe.models import notes
 from nameko.rpc import rpc
 
 from concord_kit.errors import Conflict
 from concord_kit.events import on_event
 from concord_kit.service import ConcordService
-from kit_probe.models import notes
 
 
 class KitProbe(ConcordService):
