@@ -195,6 +195,35 @@ def seed() -> None:
         click.echo("demo users seeded")
 
 
+@cli.group("audit")
+def audit_group() -> None:
+    """Each service's append-only, hash-chained audit trail."""
+
+
+@audit_group.command("verify")
+@click.argument("services", nargs=-1, type=click.Choice(config.AGENCY_SERVICES))
+@_importing
+def audit_verify(services: tuple[str, ...]) -> None:
+    """Recompute each trail's hash chain; exits 1 naming the first entry that was altered."""
+    import sqlalchemy as sa
+
+    from concord_kit import audit
+
+    urls = config.load()["DATABASE_URLS"]
+    broken = False
+    for service in services or config.AGENCY_SERVICES:
+        engine = sa.create_engine(urls[service])
+        with sa.orm.Session(engine) as session:
+            first_broken = audit.verify(session)
+        engine.dispose()
+        if first_broken is None:
+            click.echo(f"{service}: intact")
+        else:
+            broken = True
+            click.echo(f"{service}: BROKEN from entry {first_broken}")
+    sys.exit(1 if broken else 0)
+
+
 @cli.group("dlq")
 def dlq_group() -> None:
     """Events parked after their handler failed for good (concord.<service>.events.dead)."""

@@ -203,3 +203,10 @@ def test_concord_status_lists_every_service(running_system):
     names = {p["service"] for p in processes}
     assert names == {"referral", "case_management", "justice_liaison", "cross_border", "gateway"}
     assert all(p["pid"] and p["state"] == "RUNNING" for p in processes)
+
+
+def test_every_audit_trail_verifies(running_system):
+    running_system.submit_referral()
+    result = running_system.concord("audit", "verify", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("intact") == 4
