@@ -14,6 +14,7 @@ import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
@@ -35,6 +36,15 @@ HTTP_PORT = int(
 
 def database_url(service: str) -> str:
     return f"{PG_URL}/concord_test{_SUFFIX}_{service}"
+
+
+# One data key for the whole test session, shared by the services run in this process and
+# the system the e2e tests start (it inherits the environment): rows sealed by one suite
+# stay readable by the next, as they would be in one deployment with its one key.
+if not os.environ.get("CONCORD_DATA_KEY"):
+    from cryptography.fernet import Fernet
+
+    os.environ["CONCORD_DATA_KEY"] = Fernet.generate_key().decode()
 
 
 def ensure_namespace() -> None:
@@ -61,6 +71,12 @@ def ensure_namespace() -> None:
     admin.dispose()
 
 
+# Where the broker is: CONCORD_TEST_AMQP_URI's host and port (another broker than the
+# machine's own can serve a run), else RabbitMQ's standard local port.
+_AMQP_PARSED = urlsplit(AMQP_URI)
+_AMQP_ADDRESS = (_AMQP_PARSED.hostname or "127.0.0.1", _AMQP_PARSED.port or 5672)
+
+
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2):
@@ -78,7 +94,7 @@ def _docker_engine() -> bool:
 @pytest.fixture(scope="session")
 def backing_services(request):
     """RabbitMQ and PostgreSQL, reachable; started by pytest-docker only where needed."""
-    if not (_reachable("127.0.0.1", 5672) and _reachable("127.0.0.1", 5432)):
+    if not (_reachable(*_AMQP_ADDRESS) and _reachable("127.0.0.1", 5432)):
         if not _docker_engine():
             pytest.exit(
                 "RabbitMQ or PostgreSQL is not reachable on 127.0.0.1 and there is no Docker "
@@ -88,7 +104,7 @@ def backing_services(request):
         request.getfixturevalue("docker_services").wait_until_responsive(
             timeout=120,
             pause=1,
-            check=lambda: _reachable("127.0.0.1", 5672) and _reachable("127.0.0.1", 5432),
+            check=lambda: _reachable(*_AMQP_ADDRESS) and _reachable("127.0.0.1", 5432),
         )
     return {"amqp_uri": AMQP_URI, "database_url": database_url}
 
@@ -116,7 +132,7 @@ def reset_bus(amqp_uri: str) -> None:
     with Connection(amqp_uri) as conn:
         channel = conn.channel()
         for service in topology.CONSUMERS:
-            for queue in topology.service_queues(service):
+            for queue in topology.all_queues(service):
                 queue(channel).purge()
         from kombu import Queue
 

@@ -26,9 +26,28 @@ if ! command -v rabbitmqctl >/dev/null || ! command -v rabbitmq-server >/dev/nul
     echo "RabbitMQ is not installed: apt-get install rabbitmq-server (or: docker compose up -d rabbitmq)" >&2
     exit 1
 fi
+# Every test namespace adds a virtual host and its queues, and at boot RabbitMQ opens every
+# queue's index at once: with the usual 1024 open files its boot never ends (the log stops at
+# "Mnesia is overloaded"). The node is started through su, which resets ulimits, so the raise
+# lives in rabbitmq-env.conf, which the node's own start script sources.
+env_conf=/etc/rabbitmq/rabbitmq-env.conf
+if [ -d /etc/rabbitmq ] && ! grep -q 'ulimit -S -n' "$env_conf" 2>/dev/null; then
+    echo 'ulimit -S -n "$(ulimit -H -n)" 2>/dev/null || true  # added by Concord' >>"$env_conf"
+fi
+if ! rabbitmqctl -q status >/dev/null 2>&1; then
+    if pgrep -f 'beam.smp.*rabbit' >/dev/null; then
+        # A node exists but does not answer: give a boot in progress its chance, then
+        # replace a node that is wedged (a stop_app/start_app that never finished).
+        rabbitmqctl -q --timeout 120 await_startup >/dev/null 2>&1 ||
+            { say "RabbitMQ is not answering: restarting it"; pkill -9 -f 'beam.smp.*rabbit'; sleep 2; }
+    fi
+fi
 if ! rabbitmqctl -q status >/dev/null 2>&1; then
     say "starting RabbitMQ"
-    rabbitmq-server -detached
+    # Each durable queue holds files open while the broker recovers it; with the common
+    # default of 1024 descriptors a broker holding a few thousand queues (several test
+    # namespaces) fails to start again with `emfile` (seen on this machine). Raise it.
+    (ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; rabbitmq-server -detached)
     # await_startup needs the Erlang node to exist, which takes a moment after -detached.
     for _ in $(seq 30); do
         rabbitmqctl -q --timeout 60 await_startup >/dev/null 2>&1 && break

@@ -64,6 +64,46 @@ def record(
     )
 
 
+def record_many(
+    session: Session,
+    *,
+    caller: Caller,
+    entries: list[tuple[str, str, str]],
+    correlation_id: str,
+    outcome: str = "allowed",
+) -> None:
+    """Append several entries `(action, subject, reason)` at once, chained in order: one
+    lock, one read of the last hash, one insert (a bulk intake's chunk)."""
+    if not entries:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+    previous_hash = (
+        session.execute(
+            sa.select(audit_trail.c.hash).order_by(audit_trail.c.id.desc()).limit(1)
+        ).scalar()
+        or GENESIS
+    )
+    at = dt.datetime.now(dt.UTC)
+    rows = []
+    for action, subject, reason in entries:
+        row = {
+            "at": at,
+            "user_id": caller.user_id,
+            "role": str(caller.role),
+            "agency": str(caller.agency),
+            "action": action,
+            "subject": subject,
+            "outcome": outcome,
+            "reason": reason[:200],
+            "correlation_id": correlation_id,
+        }
+        digest = _digest(previous_hash, row)
+        rows.append({**row, "previous_hash": previous_hash, "hash": digest})
+        previous_hash = digest
+    session.execute(audit_trail.insert(), rows)
+
+
 def verify(session: Session) -> int | None:
     """The id of the first entry whose chain is broken, or None when the trail is intact."""
     previous_hash = GENESIS

@@ -7,6 +7,8 @@ ciphertext; a copy of the database alone reveals no identity.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from functools import lru_cache
@@ -22,6 +24,10 @@ def _var_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def _fernet() -> Fernet:
+    return Fernet(_data_key())
+
+
+def _data_key() -> bytes:
     key = os.environ.get("CONCORD_DATA_KEY")
     if not key:
         path = _var_dir() / "data.key"
@@ -35,7 +41,24 @@ def _fernet() -> Fernet:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(Fernet.generate_key())
         key = path.read_text().strip()
-    return Fernet(key.encode() if isinstance(key, str) else key)
+    return key.encode() if isinstance(key, str) else key
+
+
+@lru_cache(maxsize=1)
+def _index_key() -> bytes:
+    """The key of blind indexes: `CONCORD_INDEX_KEY`, or derived from the data key (so it
+    is never in the database either)."""
+    given = os.environ.get("CONCORD_INDEX_KEY")
+    if given:
+        return given.encode()
+    return hmac.new(_data_key(), b"concord blind index v1", hashlib.sha256).digest()
+
+
+def blind_index(value: str) -> str:
+    """A keyed digest (HMAC-SHA256, hex) of a normalised personal value, to find equal
+    values without storing them: the same value gives the same digest, and without the key
+    (not in the database) no digest can be tested against a guess."""
+    return hmac.new(_index_key(), value.encode(), hashlib.sha256).hexdigest()
 
 
 def seal(record: dict[str, Any]) -> str:

@@ -25,9 +25,10 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy.orm import Session, sessionmaker
 
 from concord_contracts.envelope import Envelope
-from concord_kit import audit, outbox
+from concord_kit import audit, outbox, upsert
 from concord_kit.bus import BusPublisher
 from concord_kit.config import amqp_uri, database_url
+from concord_kit.green import make_psycopg2_green
 from concord_kit.identity import SYSTEM, CallContext, Caller
 from concord_kit.migrations import upgrade
 from concord_kit.tables import inbox
@@ -55,6 +56,8 @@ def make_engine(url: str) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    if parsed.get_backend_name() == "postgresql":
+        make_psycopg2_green()  # else each query blocks every green thread of the process
     return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
@@ -88,8 +91,32 @@ class UnitOfWork:
         self.published.append(event_id)
         return event_id
 
+    def publish_many(
+        self, events: list[tuple[str, uuid.UUID | str, dict[str, Any], int]]
+    ) -> list[uuid.UUID]:
+        """`publish` for many events `(event_type, coordination_id, payload, priority)` of
+        coordination ids minted in this transaction (a bulk intake): two inserts."""
+        event_ids = outbox.add_many(
+            self.session,
+            producer=self._producer,
+            events=events,
+            correlation_id=self._context.correlation_id,
+            causation_id=self._context._data.get(CAUSATION_ID),
+        )
+        self.published.extend(event_ids)
+        return event_ids
+
     def first_delivery(self, event: Envelope) -> bool:
         """Record the event in the inbox; False when it was applied before (a redelivery)."""
+        values = {
+            "event_id": str(event.event_id),
+            "event_type": event.event_type,
+            "received_at": dt.datetime.now(dt.UTC),
+        }
+        if upsert.supported(self.session):
+            # One statement. Two instances racing on one redelivered event: PostgreSQL makes
+            # the second wait for the first's commit, then tells it the event is applied.
+            return upsert.insert_unless_present(self.session, inbox, values, key=("event_id",))
         seen = self.session.execute(
             sa.select(inbox.c.event_id).where(inbox.c.event_id == str(event.event_id))
         ).first()
@@ -123,6 +150,18 @@ class UnitOfWork:
             reason=reason,
             outcome=outcome,
             correlation_id=self._context.correlation_id,
+        )
+
+    def audit_many(
+        self, entries: list[tuple[str, uuid.UUID | str, str]], *, outcome: str = "allowed"
+    ) -> None:
+        """`audit` for many entries `(action, subject, reason)` by the same caller."""
+        audit.record_many(
+            self.session,
+            caller=self._context.caller or SYSTEM,
+            entries=[(action, str(subject), reason) for action, subject, reason in entries],
+            correlation_id=self._context.correlation_id,
+            outcome=outcome,
         )
 
 

@@ -23,7 +23,13 @@ from nameko.extensions import Entrypoint, ProviderCollector, SharedExtension
 
 from concord_contracts.envelope import Envelope, InvalidEvent
 from concord_contracts.events import read_event
-from concord_contracts.topology import dead_queue_name, queue_name, retry_queue_name
+from concord_contracts.topology import (
+    dead_queue_name,
+    queue_name,
+    retry_queue_name,
+    urgent_queue_name,
+    urgent_retry_queue_name,
+)
 from concord_kit.bus import BusPublisher
 from concord_kit.config import amqp_uri, setting
 from concord_kit.errors import ConcordError
@@ -37,6 +43,8 @@ FAILED_AT_HEADER = "x-concord-failed-at"
 SERVICE_HEADER = "x-concord-service"
 # Wait before attempts 2, 3, 4, 5; after the last, the message is parked.
 DEFAULT_BACKOFF_SECONDS = (1, 5, 15, 60)
+# The two lanes a service consumes (concord_contracts.topology, the urgent lane).
+MAIN, URGENT = "main", "urgent"
 
 
 def backoff_schedule() -> tuple[float, ...]:
@@ -66,20 +74,43 @@ def _field_names(errors) -> str:
     return "invalid"
 
 
+class _Consumer(ConsumerCore):
+    """nameko's consumer, with kombu's decode-error default (log, acknowledge: the message
+    is lost) replaced by a callback that parks the message."""
+
+    def __init__(self, on_undecodable, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._on_undecodable = on_undecodable
+
+    def on_decode_error(self, message, exc) -> None:
+        self._on_undecodable(message, exc)
+
+
 class EventQueue(SharedExtension, ProviderCollector):
-    """The one consumer of a service's queue; hands each event to the handler of its type."""
+    """The consumers of a service's two queues (the main one and the urgent lane); hands
+    each event to the handler of its type.
+
+    Each lane has its own connection and prefetch, so an urgent event is delivered at once
+    even while the main queue holds a bulk import: it waits at most for a free worker, never
+    for the messages queued before it in the main lane."""
 
     consumer: ConsumerCore
+    urgent_consumer: ConsumerCore
     publisher: BusPublisher
 
     def setup(self) -> None:
         service = self.container.service_name
         self.queue_name = queue_name(service)
         self.publisher = BusPublisher(amqp_uri())
-        self.consumer = ConsumerCore(
+        self.consumer = self._consumer(self.queue_name, MAIN)
+        self.urgent_consumer = self._consumer(urgent_queue_name(service), URGENT)
+
+    def _consumer(self, name: str, lane: str) -> ConsumerCore:
+        return _Consumer(
+            self.park_undecodable,
             amqp_uri(),
-            queues=[Queue(self.queue_name, durable=True, no_declare=True)],
-            callbacks=[self.handle_message],
+            queues=[Queue(name, durable=True, no_declare=True)],
+            callbacks=[partial(self.handle_message, lane=lane)],
             heartbeat=setting("HEARTBEAT", 60),
             prefetch_count=setting("PREFETCH_COUNT", 10),
             accept=["json"],
@@ -87,17 +118,23 @@ class EventQueue(SharedExtension, ProviderCollector):
 
     def start(self) -> None:
         self.container.spawn_managed_thread(self.consumer.run, identifier="event_queue")
+        self.container.spawn_managed_thread(
+            self.urgent_consumer.run, identifier="event_queue_urgent"
+        )
         self.consumer.wait_until_consumer_ready()
+        self.urgent_consumer.wait_until_consumer_ready()
 
     def stop(self) -> None:
         self.consumer.stop()
+        self.urgent_consumer.stop()
         self.wait_for_providers()
 
     def kill(self) -> None:
         self.consumer.stop()
+        self.urgent_consumer.stop()
         self.publisher.close()
 
-    def handle_message(self, body, message) -> None:
+    def handle_message(self, body, message, lane: str = MAIN) -> None:
         try:
             event = read_event(body)
         except InvalidEvent as exc:
@@ -107,12 +144,13 @@ class EventQueue(SharedExtension, ProviderCollector):
         if handler is None:
             self.park(message, body, f"NoHandler: {event.event_type}")
             return
-        handler.handle(event, body, message)
+        handler.handle(event, body, message, lane)
 
     def ack(self, message) -> None:
+        # Acknowledging needs only the message's own channel, whichever lane it came from.
         self.consumer.ack_message(message)
 
-    def retry_or_park(self, message, body, exc: BaseException) -> None:
+    def retry_or_park(self, message, body, exc: BaseException, lane: str = MAIN) -> None:
         attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1))
         reason = failure_reason(exc)
         schedule = backoff_schedule()
@@ -120,16 +158,27 @@ class EventQueue(SharedExtension, ProviderCollector):
             self.park(message, body, reason, attempt=attempt)
             return
         headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt + 1, REASON_HEADER: reason}
+        service = self.container.service_name
         self.publisher.publish(
             body,
             exchange="",
-            routing_key=retry_queue_name(self.container.service_name),
+            routing_key=(
+                urgent_retry_queue_name(service) if lane == URGENT else retry_queue_name(service)
+            ),
             headers=headers,
             message_id=message.properties.get("message_id"),
             expiration=backoff_seconds(attempt, schedule),
         )
         self.ack(message)
         log.warning("event_retry_scheduled", reason=reason, attempt=attempt)
+
+    def park_undecodable(self, message, exc: Exception) -> None:
+        """A body that is not even text in its declared encoding (kombu would log it and
+        acknowledge it: the message would be gone) is parked like any other poison."""
+        try:
+            self.park(message, message.body, f"UndecodableBody: {type(exc).__name__}")
+        except Exception:  # noqa: BLE001 - could not park it: leave it to be redelivered
+            self.consumer.requeue_message(message)
 
     def park(self, message, body, reason: str, attempt: int | None = None) -> None:
         headers = {
@@ -163,13 +212,13 @@ class EventHandler(Entrypoint):
     def stop(self) -> None:
         self.queue.unregister_provider(self)
 
-    def handle(self, event: Envelope, body: dict, message) -> None:
+    def handle(self, event: Envelope, body: dict, message, lane: str = MAIN) -> None:
         context_data = {
             CORRELATION_ID: event.correlation_id,
             "causation_id": str(event.event_id),
             "coordination_id": str(event.coordination_id),
         }
-        handle_result = partial(self._handle_result, message, body)
+        handle_result = partial(self._handle_result, message, body, lane)
 
         def spawn():
             try:
@@ -183,12 +232,12 @@ class EventHandler(Entrypoint):
         # (it must keep sending heartbeats), as nameko's own consumers do.
         self.container.spawn_managed_thread(spawn, identifier=f"event[{self.event_type}]")
 
-    def _handle_result(self, message, body, worker_ctx, result, exc_info):
+    def _handle_result(self, message, body, lane, worker_ctx, result, exc_info):
         if exc_info is None:
             self.queue.ack(message)
         else:
             try:
-                self.queue.retry_or_park(message, body, exc_info[1])
+                self.queue.retry_or_park(message, body, exc_info[1], lane)
             except Exception:  # noqa: BLE001 - could not republish: leave it unacked
                 # The broker redelivers an unacknowledged message when this consumer's
                 # connection goes; requeue now so the event is not stuck until then.

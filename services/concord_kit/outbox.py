@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from concord_contracts.envelope import new_envelope
 from concord_contracts.events import dump_payload
-from concord_contracts.topology import EVENTS_EXCHANGE
-from concord_kit.bus import BusPublisher
+from concord_contracts.topology import EVENTS_EXCHANGE, URGENT_PRIORITY, routing_key
+from concord_kit import upsert
+from concord_kit.bus import BusPublisher, Outgoing, PartlyPublished
 from concord_kit.tables import outbox, outbox_sequence
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,10 @@ MAX_BACKOFF_SECONDS = 10.0
 
 def next_sequence(session: Session, coordination_id: str) -> int:
     """The next sequence number for this coordination id, taken under a row lock."""
+    if upsert.supported(session):
+        return upsert.increment(
+            session, outbox_sequence, {"coordination_id": coordination_id}, "last_sequence"
+        )
     updated = session.execute(
         outbox_sequence.update()
         .where(outbox_sequence.c.coordination_id == coordination_id)
@@ -84,6 +89,60 @@ def add(
     return envelope.event_id
 
 
+def add_many(
+    session: Session,
+    *,
+    producer: str,
+    events: list[tuple[str, uuid.UUID | str, dict[str, Any], int]],
+    correlation_id: str,
+    causation_id: uuid.UUID | str | None = None,
+) -> list[uuid.UUID]:
+    """Put many events `(event_type, coordination_id, payload, priority)` in the outbox of
+    the current transaction, in order, with two inserts (a bulk intake's chunk).
+
+    Only for coordination ids minted in this transaction (nothing was published for them
+    before): their sequences start at 1 here. Returns the event ids, in order."""
+    counts: dict[str, int] = {}
+    rows = []
+    ids = []
+    occurred_at = dt.datetime.now(dt.UTC)
+    for event_type, coordination_id, payload, priority in events:
+        version, body_payload = dump_payload(event_type, payload)
+        cid = str(coordination_id)
+        counts[cid] = counts.get(cid, 0) + 1
+        envelope = new_envelope(
+            event_type=event_type,
+            schema_version=version,
+            producer=producer,
+            coordination_id=uuid.UUID(cid),
+            sequence=counts[cid],
+            correlation_id=correlation_id,
+            causation_id=uuid.UUID(str(causation_id)) if causation_id else None,
+            payload=body_payload,
+            occurred_at=occurred_at,
+        )
+        rows.append(
+            {
+                "event_id": str(envelope.event_id),
+                "event_type": event_type,
+                "coordination_id": cid,
+                "sequence": envelope.sequence,
+                "priority": priority,
+                "body": envelope.to_message(),
+                "created_at": occurred_at,
+            }
+        )
+        ids.append(envelope.event_id)
+    if not rows:
+        return ids
+    session.execute(
+        outbox_sequence.insert(),
+        [{"coordination_id": cid, "last_sequence": n} for cid, n in counts.items()],
+    )
+    session.execute(outbox.insert(), rows)
+    return ids
+
+
 def pending_count(session: Session) -> int:
     return int(
         session.execute(
@@ -92,36 +151,55 @@ def pending_count(session: Session) -> int:
     )
 
 
+def _pending(session: Session, limit: int, *, urgent: bool) -> list[Any]:
+    query = sa.select(
+        outbox.c.id, outbox.c.event_id, outbox.c.event_type, outbox.c.body, outbox.c.priority
+    ).where(outbox.c.sent_at.is_(None))
+    query = query.where(
+        outbox.c.priority >= URGENT_PRIORITY if urgent else outbox.c.priority < URGENT_PRIORITY
+    )
+    query = query.order_by(outbox.c.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.execute(query).all())
+
+
 def publish_batch(session: Session, publisher: BusPublisher, limit: int = BATCH_SIZE) -> int:
-    """Publish up to `limit` pending events in order and mark them sent; returns how many.
+    """Publish up to `limit` pending events and mark them sent; returns how many.
+
+    Urgent rows (priority at least `URGENT_PRIORITY`) go first, in commit order, on the
+    urgent lane (`concord_contracts.topology.routing_key`); then the others, in commit
+    order. So an urgent referral's events are never published behind a bulk import's
+    backlog. (A service with large backlogs indexes its urgent pending rows:
+    `concord_kit.tables.create_urgent_outbox_index`.)
 
     Rows are locked with SKIP LOCKED on PostgreSQL so that two instances of a service
     never publish the same row at the same time. A row published but not yet marked (a crash
     between the two) is published again: consumers' inboxes make that harmless.
     """
-    query = (
-        sa.select(
-            outbox.c.id, outbox.c.event_id, outbox.c.event_type, outbox.c.body, outbox.c.priority
-        )
-        .where(outbox.c.sent_at.is_(None))
-        .order_by(outbox.c.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = session.execute(query).all()
+    rows = _pending(session, limit, urgent=True)
+    if len(rows) < limit:
+        rows += _pending(session, limit - len(rows), urgent=False)
     sent: list[int] = []
+    # One batch on the bus, one wait for the broker's confirms of all of it; only the rows
+    # confirmed from the first on are marked sent, the others are published again later.
+    outgoing = [
+        Outgoing(
+            row.body,
+            exchange=EVENTS_EXCHANGE,
+            routing_key=routing_key(row.event_type, row.priority),
+            headers={"event_type": row.event_type},
+            message_id=row.event_id,
+            priority=row.priority,
+        )
+        for row in rows
+    ]
     try:
-        for row in rows:
-            publisher.publish(
-                row.body,
-                exchange=EVENTS_EXCHANGE,
-                routing_key=row.event_type,
-                headers={"event_type": row.event_type},
-                message_id=row.event_id,
-                priority=row.priority,
-            )
-            sent.append(row.id)
+        publisher.publish_many(outgoing)
+        sent = [row.id for row in rows]
+    except PartlyPublished as partly:
+        sent = [row.id for row in rows[: partly.confirmed]]
+        raise partly.cause from None
     finally:
         if sent:
             session.execute(

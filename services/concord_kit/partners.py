@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from concord_contracts.codes import Agency, AgencyStatus
 from concord_contracts.envelope import Envelope
+from concord_kit import upsert
 
 # --- the rules (no I/O) ----------------------------------------------------------------
 
@@ -57,7 +58,10 @@ _AGENCY_EVENTS: Mapping[str, tuple[Agency, str]] = {
     "request.status_changed": (Agency.cross_border, "changed_at"),
 }
 
-PARTNER_EVENT_TYPES = frozenset({"referral.routed", "referral.accepted", *_AGENCY_EVENTS})
+PARTNER_EVENT_TYPES = frozenset(
+    {"referral.routed", "referral.accepted", "referral.declined", "referral.revoked"}
+    | set(_AGENCY_EVENTS)
+)
 """Every event type that carries a partner status."""
 
 
@@ -112,6 +116,18 @@ def updates_from(event: Envelope, own_agency: Agency) -> list[PartnerUpdate]:
         return [
             PartnerUpdate(
                 Agency(payload["agency"]), str(AgencyStatus.accepted), payload["accepted_at"]
+            )
+        ]
+    if event.event_type == "referral.declined":
+        return [
+            PartnerUpdate(
+                Agency(payload["agency"]), str(AgencyStatus.declined), payload["declined_at"]
+            )
+        ]
+    if event.event_type == "referral.revoked":
+        return [
+            PartnerUpdate(
+                Agency(payload["agency"]), str(AgencyStatus.revoked), payload["revoked_at"]
             )
         ]
     if event.event_type in _AGENCY_EVENTS:
@@ -208,6 +224,20 @@ class PartnerStatuses:
             "due_at": update.due_at,
             "last_sequence": sequence,
         }
+        if upsert.supported(self.session):
+            # One statement: insert, or update only when this sequence is newer (is_newer).
+            return upsert.upsert_if_newer(
+                self.session,
+                t,
+                {
+                    "coordination_id": str(coordination_id),
+                    "agency": str(update.agency),
+                    "producer": producer,
+                    **values,
+                },
+                key=("coordination_id", "agency", "producer"),
+                sequence_column="last_sequence",
+            )
         last = self._last_sequence(key)
         if last is None:
             try:

@@ -58,6 +58,23 @@ audit_trail = sa.Table(
 )
 
 
+URGENT_OUTBOX_INDEX = "ix_outbox_urgent_pending"
+
+
+def create_urgent_outbox_index(op) -> None:
+    """A partial index of the urgent rows still to publish, for a service whose outbox can
+    hold a large backlog (a bulk import): the relay finds its urgent rows without reading
+    the backlog. Call from one of the service's own Alembic revisions."""
+    where = sa.text("sent_at IS NULL AND priority >= 9")
+    op.create_index(
+        URGENT_OUTBOX_INDEX, "outbox", ["id"], postgresql_where=where, sqlite_where=where
+    )
+
+
+def drop_urgent_outbox_index(op) -> None:
+    op.drop_index(URGENT_OUTBOX_INDEX, table_name="outbox")
+
+
 def create_kit_tables(op) -> None:
     """Call from a service's first Alembic revision."""
     metadata.create_all(bind=op.get_bind())

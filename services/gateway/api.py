@@ -59,8 +59,11 @@ def issue_token(
 
 
 def submit_referral(ex: Exchange, referral) -> Response:
+    """201 with the receipt; 200 with the first receipt when its idempotency key was seen
+    before (`replayed`: nothing was created)."""
     body = validated_body(ex, ReferralSubmissionSchema())
-    return json_response(referral.submit_referral(body), 201)
+    receipt = referral.submit_referral(body)
+    return json_response(receipt, 200 if receipt.get("replayed") else 201)
 
 
 def intake_queue(ex: Exchange, referral) -> Response:

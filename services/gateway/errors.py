@@ -18,6 +18,7 @@ from nameko.exceptions import (
     RemoteError,
     UnknownService,
 )
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from concord_kit import errors as kit
@@ -89,6 +90,8 @@ _HTTP: dict[int, tuple[str, str]] = {
     413: ("payload_too_large", N_("The request body is too large.")),
 }
 
+_DATABASE_AWAY = frozenset({"OperationalError", "InterfaceError", "DisconnectionError"})
+
 INTERNAL = Problem(500, "internal_error", N_("Something went wrong on our side. It was logged."))
 
 
@@ -108,7 +111,12 @@ def problem_for(exc: BaseException) -> Problem:
         )
     # A service shutting down answers ContainerBeingKilled (as a RemoteError): try again.
     stopping = isinstance(exc, RemoteError) and exc.exc_type == ContainerBeingKilled.__name__
-    if isinstance(exc, UnknownService | ContainerBeingKilled) or stopping:
+    # A database that is restarting or unreachable (the gateway's own, or a service's that
+    # answered with it) is transient too: nothing was written, try again (the fault suite).
+    database_away = isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or (
+        isinstance(exc, RemoteError) and exc.exc_type in _DATABASE_AWAY
+    )
+    if isinstance(exc, UnknownService | ContainerBeingKilled) or stopping or database_away:
         code, message = _KIT[kit.ServiceUnavailable]
         return Problem(503, code, message)
     if isinstance(exc, RemoteError | MethodNotFound | IncorrectSignature | MalformedRequest):

@@ -13,7 +13,7 @@ from marshmallow import fields as ma_fields
 
 from concord_contracts import rpc
 from concord_contracts.codes import REFERENCE_LISTS
-from gateway import schemas
+from gateway import openapi_cases, openapi_hub, schemas
 
 TITLE = "Concord API"
 VERSION = "1.0.0"
@@ -285,4 +285,6 @@ def document() -> dict:
             )
         },
     )
+    openapi_cases.add_case_paths(spec, _operation, _responses, _json)
+    openapi_hub.add_hub_paths(spec, _operation, _responses, _json)
     return spec.to_dict()

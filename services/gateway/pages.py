@@ -6,16 +6,18 @@ token that must equal the one in its (HttpOnly, SameSite=Strict) cookie.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
-from concord_contracts.codes import AgencyStatus, Organisation
+from concord_contracts.codes import AgencyStatus, Organisation, Role
 from concord_kit import errors as kit
 from gateway import errors, i18n
 from gateway.auth import IssuedToken, Principal, Tokens
@@ -44,6 +46,27 @@ NOTICES: dict[str, tuple[str, str]] = {
     "accept_not_found": ("alert", N_("This referral was not found.")),
     "unavailable": ("alert", N_("A service this needs is not answering. Try again in a moment.")),
     "form_expired": ("alert", N_("The form had expired. Please try again.")),
+    "replayed": (
+        "status",
+        N_("This form had already been sent: this is the referral it registered, once."),
+    ),
+    # The intake officer's actions on a referral (intake_pages.act).
+    "rerouted": ("status", N_("Referral re-routed. The agencies were asked to accept it.")),
+    "revoked": ("status", N_("Routing withdrawn. The agency no longer sees this referral.")),
+    "closed": ("status", N_("Referral closed.")),
+    "linked": ("status", N_("Referrals linked: the duplicate was closed.")),
+    "duplicate_dismissed": ("status", N_("Not a duplicate: the flag was removed.")),
+    "action_conflict": (
+        "alert",
+        N_("This can no longer be done: the referral changed meanwhile. Check it and try again."),
+    ),
+    # An agency declining a referral from its waiting list.
+    "declined": ("status", N_("Referral declined. The referral hub will re-route it.")),
+    "decline_reason_missing": ("alert", N_("Choose a reason to decline the referral.")),
+    "decline_conflict": (
+        "alert",
+        N_("This referral can no longer be declined: it was answered or withdrawn."),
+    ),
 }
 
 
@@ -94,6 +117,45 @@ def finish(ex: Exchange, response: Response) -> Response:
     return response
 
 
+# The main navigation, per role: (path, label). Each service still decides what the
+# person may see; this only spares them links to pages that would refuse them.
+_HUB_NAV = (
+    ("/referrals", N_("Referrals")),
+    ("/referrals/new", N_("Register a referral")),
+    ("/pipeline", N_("Pipeline")),
+)
+NAVIGATION: dict[Role, tuple[tuple[str, str], ...]] = {
+    Role.intake_officer: _HUB_NAV,
+    Role.administrator: _HUB_NAV,
+    Role.coordinator: (("/pipeline", N_("Pipeline")),),
+    # Social services: the waiting list, their cases, a supervisor's approvals (case_pages).
+    Role.social_worker: (("/", N_("Waiting list")), ("/cases", N_("My cases"))),
+    Role.supervisor: (
+        ("/", N_("Waiting list")),
+        ("/cases", N_("Cases")),
+        ("/approvals", N_("Approvals")),
+    ),
+}
+_AGENCY_NAV = (("/", N_("Waiting list")),)
+
+
+def navigation(ex: Exchange) -> list[dict[str, Any]]:
+    if ex.principal is None:
+        return []
+    path = ex.request.path
+    return [
+        {"href": href, "label": ex.gettext(label), "current": href == path}
+        for href, label in NAVIGATION.get(ex.principal.role, _AGENCY_NAV)
+    ]
+
+
+def query_keeping(ex: Exchange) -> str:
+    """The query string a language link keeps (a board's filters), ending in `&` when not
+    empty; the language and a one-off notice are left out."""
+    kept = [(k, v) for k, v in ex.request.args.items(multi=True) if k not in ("lang", "notice")]
+    return urlencode(kept) + "&" if kept else ""
+
+
 def render(ex: Exchange, template: str, status: int = 200, **context: Any) -> Response:
     notice = NOTICES.get(ex.request.args.get("notice", ""))
     html = ENV.get_template(template).render(
@@ -102,6 +164,8 @@ def render(ex: Exchange, template: str, status: int = 200, **context: Any) -> Re
         languages=i18n.LANGUAGE_NAMES,
         path=ex.request.path,
         principal=ex.principal,
+        nav=navigation(ex),
+        query_keeping=query_keeping(ex),
         csrf_token=ex.csrf_token or "",
         labels=i18n.LABELS[ex.language],
         notice=(notice[0], ex.gettext(notice[1])) if notice else None,
@@ -195,8 +259,20 @@ def signout(ex: Exchange, tokens: Tokens, revoke: Callable[[str, Any], None]) ->
     return response
 
 
+# Hub staff and coordinators have no waiting list: their home is where their work is.
+HOME_BY_ROLE: dict[Role, str] = {
+    Role.intake_officer: "/referrals",
+    Role.administrator: "/referrals",
+    Role.coordinator: "/pipeline",
+}
+
+
 def waiting_list(ex: Exchange, intake_queue: Callable[[], list[dict]]) -> Response:
     assert ex.principal is not None
+    home = HOME_BY_ROLE.get(ex.principal.role)
+    if home is not None:
+        notice = ex.request.args.get("notice")
+        return see_other(f"{home}?notice={notice}" if notice in NOTICES else home)
     agency = i18n.label(ex.language, "organisations", ex.principal.agency)
     try:
         items = intake_queue()
@@ -204,6 +280,9 @@ def waiting_list(ex: Exchange, intake_queue: Callable[[], list[dict]]) -> Respon
         # Hub staff and coordinators have no waiting list of their own: say so, calmly.
         return render(ex, "waiting_list.html", rows=None, agency=agency)
     can_accept = ex.principal.agency in ACCEPTING_AGENCIES
+    from gateway.board_pages import due_text  # board_pages builds on this module
+
+    now = dt.datetime.now(dt.UTC)
     rows = [
         {
             "coordination_id": item["coordination_id"],
@@ -217,10 +296,27 @@ def waiting_list(ex: Exchange, intake_queue: Callable[[], list[dict]]) -> Respon
             "urgency": i18n.label(ex.language, "urgencies", item["urgency"]),
             "status": i18n.label(ex.language, "agency_statuses", item["status"]),
             "acceptable": can_accept and item["status"] == AgencyStatus.pending_acceptance,
+            "due": due_text(ex, item, now),
+            "overdue": bool(item.get("due_at"))
+            and item["status"] == AgencyStatus.pending_acceptance
+            and dt.datetime.fromisoformat(item["due_at"]) <= now,
         }
         for item in items
     ]
-    return render(ex, "waiting_list.html", rows=rows, agency=agency)
+    language = ex.language
+    return render(
+        ex,
+        "waiting_list.html",
+        rows=rows,
+        agency=agency,
+        opened_case=opened_case(ex),
+        decline_reasons=list(i18n.LABELS[language].get("decline_reasons", {}).items()),
+        other_agencies=[
+            (code, label)
+            for code, label in i18n.LABELS[language]["agencies"].items()
+            if code != ex.principal.agency
+        ],
+    )
 
 
 _ACCEPT_NOTICES: dict[type[kit.ConcordError], str] = {
@@ -247,7 +343,7 @@ def accept(
     except ValueError:
         return see_other("/?notice=accept_not_found")
     try:
-        open_record(ex.principal, parsed)
+        receipt = open_record(ex.principal, parsed)
     except kit.ConcordError as exc:
         if isinstance(exc, kit.Unauthenticated):
             return signed_out(ex)
@@ -255,13 +351,36 @@ def accept(
         if notice is None:
             raise
         return see_other(f"/?notice={notice}")
-    return see_other("/?notice=accepted")
+    # A case opened by social services: the waiting list offers a link to it.
+    case_id = receipt.get("case_id") if isinstance(receipt, dict) else None
+    return see_other(f"/?notice=accepted&case={case_id}" if case_id else "/?notice=accepted")
+
+
+def opened_case(ex: Exchange) -> str | None:
+    """The case just opened by accepting a referral (`?case=`), when it is one."""
+    try:
+        return str(uuid.UUID(ex.request.args.get("case", "")))
+    except ValueError:
+        return None
+
+
+CHARTJS_VERSION = "4.6.1"  # static/vendor/README.md: source, licence, digest
+
+# The files served under /static/, by the name in the URL: nothing else is served. A
+# vendored library's URL carries its version, so a browser never keeps a stale copy.
+STATIC_FILES: dict[str, tuple[str, str]] = {
+    "concord.css": ("concord.css", "text/css"),
+    "board.js": ("board.js", "text/javascript"),
+    f"chart-{CHARTJS_VERSION}.umd.min.js": ("vendor/chartjs/chart.umd.min.js", "text/javascript"),
+}
 
 
 def static_file(name: str) -> Response | None:
-    """The stylesheet (the only static file); None for anything else."""
-    if name != "concord.css":
+    """A file of STATIC_FILES; None for anything else."""
+    known = STATIC_FILES.get(name)
+    if known is None:
         return None
-    response = Response((STATIC_DIR / name).read_bytes(), mimetype="text/css")
+    path, mimetype = known
+    response = Response((STATIC_DIR / path).read_bytes(), mimetype=mimetype)
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response

@@ -14,6 +14,10 @@ DEMO_USERS: tuple[tuple[str, Role, Organisation, str], ...] = (
     ("intake", Role.intake_officer, Organisation.referral_hub, "Demo intake officer"),
     ("social", Role.social_worker, Organisation.social_services, "Demo social worker"),
     ("supervisor", Role.supervisor, Organisation.social_services, "Demo supervisor"),
+    # A second social worker (cases are assigned between them) and a second supervisor:
+    # a supervisor never approves a plan or a closure they wrote or requested themselves.
+    ("social2", Role.social_worker, Organisation.social_services, "Demo social worker 2"),
+    ("supervisor2", Role.supervisor, Organisation.social_services, "Demo supervisor 2"),
     ("police", Role.police_liaison_officer, Organisation.justice, "Demo police liaison officer"),
     (
         "central",

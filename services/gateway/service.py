@@ -10,12 +10,26 @@ from eventlet import tpool
 from nameko.rpc import rpc
 from werkzeug.wrappers import Request, Response
 
+from concord_contracts import cases as cases_contract
+from concord_contracts.codes import Organisation
 from concord_kit.db import Database
 from concord_kit.errors import Unauthenticated
 from concord_kit.identity import Identity
 from concord_kit.logging import Logs
 from concord_kit.rpc import ServiceCall
-from gateway import api, auth, errors, openapi, pages, users
+from gateway import (
+    api,
+    auth,
+    board_pages,
+    case_api,
+    case_pages,
+    errors,
+    hub_api,
+    intake_pages,
+    openapi,
+    pages,
+    users,
+)
 from gateway.auth import Principal
 from gateway.settings import Credentials
 from gateway.web import (
@@ -99,9 +113,277 @@ class GatewayService:
     def pipeline_row(self, request, coordination_id):
         return self._api(request, lambda ex: api.pipeline_row(ex, coordination_id, self.referral))
 
+    # -- the referral hub (hub_api.py; referral decides who may) -------------------------
+
+    @http("POST", "/api/v1/referrals:batch")
+    def submit_referral_batch(self, request):
+        return self._api(request, lambda ex: hub_api.submit_batch(ex, self.referral))
+
+    @http("GET", "/api/v1/referrals/<coordination_id>")
+    def referral_detail(self, request, coordination_id):
+        return self._api(
+            request, lambda ex: hub_api.referral_detail(ex, coordination_id, self.referral)
+        )
+
+    @http("POST", "/api/v1/referrals/<coordination_id>/reroute")
+    def referral_reroute(self, request, coordination_id):
+        return self._decide(request, coordination_id, "reroute")
+
+    @http("POST", "/api/v1/referrals/<coordination_id>/revoke")
+    def referral_revoke(self, request, coordination_id):
+        return self._decide(request, coordination_id, "revoke")
+
+    @http("POST", "/api/v1/referrals/<coordination_id>/close")
+    def referral_close(self, request, coordination_id):
+        return self._decide(request, coordination_id, "close")
+
+    @http("POST", "/api/v1/referrals/<coordination_id>/link")
+    def referral_link(self, request, coordination_id):
+        return self._decide(request, coordination_id, "link")
+
+    @http("POST", "/api/v1/referrals/<coordination_id>/dismiss_duplicate")
+    def referral_dismiss_duplicate(self, request, coordination_id):
+        return self._decide(request, coordination_id, "dismiss_duplicate")
+
+    def _decide(self, request, coordination_id, decision):
+        return self._api(
+            request, lambda ex: hub_api.decide(ex, coordination_id, decision, self.referral)
+        )
+
+    @http("POST", "/api/v1/intake/<coordination_id>/decline")
+    def decline_referral(self, request, coordination_id):
+        return self._api(request, lambda ex: hub_api.decline(ex, coordination_id, self.referral))
+
+    @http("GET", "/api/v1/pipeline")
+    def pipeline_page(self, request):
+        return self._api(request, lambda ex: hub_api.pipeline(ex, self.referral))
+
+    @http("GET", "/api/v1/pipeline/summary")
+    def pipeline_summary(self, request):
+        return self._api(request, lambda ex: hub_api.pipeline_summary(ex, self.referral))
+
+    @http("GET", "/api/v1/pipeline/version")
+    def pipeline_version(self, request):
+        return self._api(request, lambda ex: hub_api.pipeline_version(ex, self.referral))
+
     @http("GET", "/api/v1/reference/<name>")
     def reference_list(self, request, name):
         return self._api(request, lambda ex: api.reference_list(ex, name), public=True)
+
+    # -- social services' cases (case_api.py; case_management decides who may) ---------
+
+    @http("GET", "/api/v1/cases")
+    def api_case_list(self, request):
+        return self._api(request, lambda ex: case_api.list_cases(ex, self.case_management))
+
+    @http("POST", "/api/v1/cases")
+    def api_case_register(self, request):
+        return self._api(request, lambda ex: case_api.register(ex, self.case_management))
+
+    @http("GET", "/api/v1/cases/approvals")
+    def api_case_approvals(self, request):
+        return self._api(request, lambda ex: case_api.approvals(ex, self.case_management))
+
+    @http("GET", "/api/v1/cases/assignees")
+    def api_case_assignees(self, request):
+        return self._api(request, lambda ex: case_api.assignees(ex, self._social_workers))
+
+    @http("GET", "/api/v1/cases/<case_id>")
+    def api_case_record(self, request, case_id):
+        return self._api(request, lambda ex: case_api.get_case(ex, case_id, self.case_management))
+
+    @http("PUT", "/api/v1/cases/<case_id>/sections/<section>")
+    def api_case_section(self, request, case_id, section):
+        return self._api(
+            request,
+            lambda ex: case_api.update_section(ex, case_id, section, self.case_management),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/assignment")
+    def api_case_assignment(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.assign(ex, case_id, self.case_management, self._social_workers),
+        )
+
+    @http("GET", "/api/v1/cases/<case_id>/assessments")
+    def api_case_assessments(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex, case_id, self.case_management.list_assessments, None, versioned=False
+            ),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/assessments")
+    def api_case_assessment(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.record_assessment,
+                cases_contract.AssessmentSubmissionSchema(),
+                status=201,
+            ),
+        )
+
+    @http("PUT", "/api/v1/cases/<case_id>/plan")
+    def api_case_plan(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.save_plan,
+                cases_contract.PlanSubmissionSchema(),
+            ),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/plan/submit")
+    def api_case_plan_submit(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(ex, case_id, self.case_management.submit_plan, None),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/plan/approve")
+    def api_case_plan_approve(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.approve_plan,
+                cases_contract.CommentSchema(),
+                body_optional=True,
+            ),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/plan/return")
+    def api_case_plan_return(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex, case_id, self.case_management.return_plan, cases_contract.ReasonSchema()
+            ),
+        )
+
+    @http("PATCH", "/api/v1/cases/<case_id>/services/<service_id>")
+    def api_case_service(self, request, case_id, service_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.update_service,
+                cases_contract.ServiceUpdateSchema(),
+                ("service_id", service_id),
+            ),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/follow-ups")
+    def api_case_follow_up(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.schedule_follow_up,
+                cases_contract.FollowUpRequestSchema(),
+                status=201,
+            ),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/follow-ups/<follow_up_id>/record")
+    def api_case_follow_up_record(self, request, case_id, follow_up_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.record_follow_up,
+                cases_contract.FollowUpOutcomeSchema(),
+                ("follow_up_id", follow_up_id),
+            ),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/follow-ups/<follow_up_id>/cancel")
+    def api_case_follow_up_cancel(self, request, case_id, follow_up_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.cancel_follow_up,
+                cases_contract.ReasonSchema(),
+                ("follow_up_id", follow_up_id),
+            ),
+        )
+
+    @http("GET", "/api/v1/cases/<case_id>/notes")
+    def api_case_notes(self, request, case_id):
+        return self._api(request, lambda ex: case_api.list_notes(ex, case_id, self.case_management))
+
+    @http("POST", "/api/v1/cases/<case_id>/notes")
+    def api_case_note(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.add_note,
+                cases_contract.NoteInputSchema(),
+                status=201,
+                versioned=False,
+            ),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/closure")
+    def api_case_closure(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.request_closure,
+                cases_contract.ClosureRequestSchema(),
+            ),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/closure/approve")
+    def api_case_closure_approve(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.approve_closure,
+                cases_contract.CommentSchema(),
+                body_optional=True,
+            ),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/closure/reject")
+    def api_case_closure_reject(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex, case_id, self.case_management.reject_closure, cases_contract.ReasonSchema()
+            ),
+        )
+
+    @http("POST", "/api/v1/cases/<case_id>/reopen")
+    def api_case_reopen(self, request, case_id):
+        return self._api(
+            request,
+            lambda ex: case_api.write(
+                ex,
+                case_id,
+                self.case_management.reopen_case,
+                cases_contract.ReasonSchema(),
+            ),
+        )
 
     # -- pages -----------------------------------------------------------------------
 
@@ -131,6 +413,169 @@ class GatewayService:
     def accept_page(self, request, coordination_id):
         return self._page(
             request, lambda ex: pages.accept(ex, self.tokens, coordination_id, self._accept)
+        )
+
+    @http("POST", "/intake/<coordination_id>/decline")
+    def decline_page(self, request, coordination_id):
+        return self._page(
+            request,
+            lambda ex: intake_pages.decline(
+                ex, self.tokens, coordination_id, self.referral.decline
+            ),
+        )
+
+    # -- the intake officer's pages (intake_pages.py) ----------------------------------
+
+    @http("GET", "/referrals/new")
+    def referral_form_page(self, request):
+        return self._page(request, intake_pages.new_referral_form)
+
+    @http("POST", "/referrals/new")
+    def referral_form_submit(self, request):
+        return self._page(
+            request,
+            lambda ex: intake_pages.submit_referral_form(
+                ex, self.tokens, self.referral.submit_referral
+            ),
+        )
+
+    @http("GET", "/referrals")
+    def referral_list_page(self, request):
+        return self._page(request, lambda ex: intake_pages.worklist(ex, self.referral))
+
+    @http("GET", "/referrals/<coordination_id>")
+    def referral_detail_page(self, request, coordination_id):
+        return self._page(
+            request,
+            lambda ex: intake_pages.detail_page(
+                ex, coordination_id, self.referral.referral_detail, self._display_names
+            ),
+        )
+
+    @http("POST", "/referrals/<coordination_id>/<action>")
+    def referral_action(self, request, coordination_id, action):
+        if action not in intake_pages.ACTION_NOTICES:
+            return self._page(request, lambda ex: pages.error_page(ex, errors.not_found().problem))
+        return self._page(
+            request,
+            lambda ex: intake_pages.act(
+                ex, self.tokens, coordination_id, action, self.referral, self._display_names
+            ),
+        )
+
+    @http("GET", "/referrals/<coordination_id>/receipt")
+    def referral_receipt_page(self, request, coordination_id):
+        return self._page(
+            request,
+            lambda ex: intake_pages.receipt(ex, coordination_id, self.referral.pipeline_row),
+        )
+
+    # -- the coordinators' pipeline (board_pages.py) ----------------------------------
+
+    @http("GET", "/pipeline")
+    def pipeline_board_page(self, request):
+        return self._page(request, lambda ex: board_pages.board(ex, self.referral))
+
+    @http("GET", "/pipeline/version.json")
+    def pipeline_board_version(self, request):
+        return self._page(
+            request, lambda ex: board_pages.version(ex, self.referral.pipeline_version)
+        )
+
+    @http("GET", "/pipeline/<coordination_id>")
+    def pipeline_row_page(self, request, coordination_id):
+        return self._page(
+            request,
+            lambda ex: board_pages.pipeline_row_page(
+                ex, coordination_id, self.referral.pipeline_row
+            ),
+        )
+
+    # -- social services' case pages (case_pages.py) -----------------------------------
+
+    @http("GET", "/cases")
+    def my_cases_page(self, request):
+        return self._page(request, lambda ex: case_pages.my_cases(ex, self._case_desk()))
+
+    @http("GET", "/cases/new")
+    def case_registration_page(self, request):
+        return self._page(request, lambda ex: case_pages.registration_page(ex, self._case_desk()))
+
+    @http("POST", "/cases/new")
+    def case_registration_submit(self, request):
+        return self._page(request, lambda ex: case_pages.register(ex, self._case_desk()))
+
+    @http("GET", "/cases/<case_id>")
+    def case_detail_page(self, request, case_id):
+        return self._page(request, lambda ex: case_pages.case_page(ex, self._case_desk(), case_id))
+
+    @http("GET", "/cases/<case_id>/<form>")
+    def case_form_page(self, request, case_id, form):
+        return self._page(
+            request, lambda ex: case_pages.form_page(ex, self._case_desk(), case_id, form)
+        )
+
+    @http("POST", "/cases/<case_id>/<form>")
+    def case_form_submit(self, request, case_id, form):
+        return self._page(
+            request, lambda ex: case_pages.form_submit(ex, self._case_desk(), case_id, form)
+        )
+
+    @http("POST", "/cases/<case_id>/plan/submit")
+    def case_plan_submit(self, request, case_id):
+        return self._page(
+            request, lambda ex: case_pages.submit_plan(ex, self._case_desk(), case_id)
+        )
+
+    @http("GET", "/cases/<case_id>/services/<service_id>")
+    def case_service_page(self, request, case_id, service_id):
+        return self._page(
+            request,
+            lambda ex: case_pages.item_page(ex, self._case_desk(), case_id, service_id, "service"),
+        )
+
+    @http("POST", "/cases/<case_id>/services/<service_id>")
+    def case_service_submit(self, request, case_id, service_id):
+        return self._page(
+            request,
+            lambda ex: case_pages.item_submit(
+                ex, self._case_desk(), case_id, service_id, "service"
+            ),
+        )
+
+    @http("GET", "/cases/<case_id>/follow-ups/<follow_up_id>/<action>")
+    def case_follow_up_page(self, request, case_id, follow_up_id, action):
+        return self._page(
+            request,
+            lambda ex: case_pages.item_page(
+                ex, self._case_desk(), case_id, follow_up_id, case_pages.follow_up_action(action)
+            ),
+        )
+
+    @http("POST", "/cases/<case_id>/follow-ups/<follow_up_id>/<action>")
+    def case_follow_up_submit(self, request, case_id, follow_up_id, action):
+        return self._page(
+            request,
+            lambda ex: case_pages.item_submit(
+                ex, self._case_desk(), case_id, follow_up_id, case_pages.follow_up_action(action)
+            ),
+        )
+
+    @http("GET", "/approvals")
+    def approvals_page(self, request):
+        return self._page(request, lambda ex: case_pages.approvals(ex, self._case_desk()))
+
+    @http("GET", "/approvals/<case_id>/<kind>")
+    def approval_decision_page(self, request, case_id, kind):
+        return self._page(
+            request, lambda ex: case_pages.decision_page(ex, self._case_desk(), case_id, kind)
+        )
+
+    @http("POST", "/approvals/<case_id>/<kind>/<decision>")
+    def approval_decide(self, request, case_id, kind, decision):
+        return self._page(
+            request,
+            lambda ex: case_pages.decide(ex, self._case_desk(), case_id, kind, decision),
         )
 
     @http("GET", "/static/<name>")
@@ -193,6 +638,29 @@ class GatewayService:
         return api.accept_referral(
             principal, coordination_id, self.case_management, self.justice_liaison
         )
+
+    def _social_workers(self, agency: Organisation) -> list[users.Assignee]:
+        with self.db.read() as session:
+            return users.assignable_social_workers(session, agency)
+
+    def _display_names(self, user_ids: list[str]) -> dict[str, str]:
+        with self.db.read() as session:
+            return users.display_names(session, user_ids)
+
+    def _case_desk(self) -> case_pages.Desk:
+        return case_pages.Desk(
+            cases=self.case_management,
+            tokens=self.tokens,
+            display_names=lambda ids: self._display_names(list(ids)),
+            assignees=self._assignees,
+        )
+
+    def _assignees(self, agency: Organisation) -> list[dict]:
+        """The active social workers of an agency (the signed-in supervisor's)."""
+        return [
+            {"user_id": a.user_id, "display_name": a.display_name, "username": a.username}
+            for a in self._social_workers(agency)
+        ]
 
     def _authenticate(self, username: str, password: str) -> users.Account | None:
         """The active account these credentials open, or None."""

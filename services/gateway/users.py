@@ -122,3 +122,44 @@ def exists(session: Session, username: str) -> bool:
         sa.select(users.c.id).where(users.c.username == normalise_username(username))
     ).first()
     return row is not None
+
+
+def display_names(session: Session, user_ids: list[str]) -> dict[str, str]:
+    """The display names of these accounts (active or not), by id; ids not found are left
+    out, so a page shows the id itself (a service acting on its own, a removed account)."""
+    wanted = []
+    for value in user_ids:
+        try:
+            wanted.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    if not wanted:
+        return {}
+    rows = session.execute(
+        sa.select(users.c.id, users.c.display_name).where(users.c.id.in_(wanted))
+    ).all()
+    return {str(row.id): row.display_name for row in rows}
+
+
+@dataclass(frozen=True)
+class Assignee:
+    """A person a supervisor can assign a case to."""
+
+    user_id: str
+    username: str
+    display_name: str
+
+
+def assignable_social_workers(session: Session, agency: Organisation) -> list[Assignee]:
+    """The active social workers of `agency`, by display name: who a supervisor of that
+    agency assigns cases to."""
+    rows = session.execute(
+        sa.select(users.c.id, users.c.username, users.c.display_name)
+        .where(
+            users.c.agency == str(agency),
+            users.c.role == str(Role.social_worker),
+            users.c.active.is_(True),
+        )
+        .order_by(users.c.display_name, users.c.username)
+    ).all()
+    return [Assignee(str(row.id), row.username, row.display_name) for row in rows]

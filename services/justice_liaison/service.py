@@ -11,12 +11,14 @@ from nameko.rpc import rpc
 
 from concord_contracts.envelope import Envelope
 from concord_contracts.rpc import InvestigationOpenedReceiptSchema
+from concord_kit import oversight
 from concord_kit.errors import Forbidden, ServiceUnavailable, parse_uuid
 from concord_kit.events import on_event
 from concord_kit.rpc import ServiceCall
 from concord_kit.service import ConcordService
 from justice_liaison import domain
 from justice_liaison.domain import Investigation
+from justice_liaison.models import investigations
 from justice_liaison.repository import InvestigationRepository
 
 
@@ -87,6 +89,15 @@ class JusticeLiaisonService(ConcordService):
             if not uow.first_delivery(event):
                 return
             InvestigationRepository(uow.session).partners.apply(event, domain.AGENCY)
+
+    @rpc
+    def records_by_referral(self, coordination_ids: list) -> dict:
+        """Oversight: the investigation records held per referral (ids, status codes, times;
+        no identity), asked of the owner rather than read from the pipeline's copy."""
+        oversight.require_oversight(self.identity)
+        ids = oversight.coordination_ids(coordination_ids)
+        with self.db.read() as session:
+            return oversight.records_by_referral(session, investigations, "investigation_id", ids)
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -1,36 +1,75 @@
 """Reads and writes of the referral hub's tables, turning rows into domain objects.
 
 The personal parts of a referral are sealed here on the way in and unsealed on the way
-out; nothing above this module sees a ciphertext, nothing below it sees a name.
+out; nothing above this module sees a ciphertext, nothing below it sees a name. Writes
+take lists so that a bulk intake's chunk is a handful of multi-row inserts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from concord_contracts.codes import (
+    AgeBand,
+    AgeingBucket,
     Agency,
     AgencyStatus,
+    Annotation,
     Category,
     Channel,
+    CloseReason,
     ConsentGivenBy,
     ConsentStatus,
+    DeclineReason,
     Flag,
+    HashAlgorithm,
+    HopKind,
+    IncidentType,
     LegalBasis,
     ReporterKind,
+    RevokeReason,
+    RiskIndicator,
     Sex,
     Stage,
     Urgency,
 )
-from concord_contracts.rpc import ChildSchema, ContactSchema
+from concord_contracts.rpc import ContactSchema, ReportedChildSchema
 from concord_kit import crypto
-from referral.domain import URGENCY_RANK, AgencyState, Pipeline, RoutingDecision
-from referral.models import agency_statuses, pipeline, referrals
+from referral.domain import (
+    AGEING_LIMITS,
+    FLAG_BITS,
+    FUNNEL,
+    OPEN_STAGES,
+    URGENCY_RANK,
+    AgencyState,
+    Consent,
+    Cursor,
+    Hop,
+    Pipeline,
+    PipelineFilters,
+    RoutingDecision,
+    Triage,
+    facet_filter,
+    facets,
+    mask,
+)
+from referral.models import (
+    agency_statuses,
+    child_keys,
+    pipeline,
+    pipeline_facets,
+    pipeline_hops,
+    possible_duplicates,
+    referrals,
+    routing_decisions,
+)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -46,89 +85,334 @@ def _optional(code_type, value):
     return None if value is None else code_type(value)
 
 
+@dataclass(frozen=True)
+class NewReferral:
+    """Everything the hub records when it takes a referral in (one transaction)."""
+
+    coordination_id: uuid.UUID
+    received_at: dt.datetime
+    submission: Mapping[str, Any]  # as ReferralSubmissionSchema loads it, completed by channel
+    triage: Triage
+    decision: RoutingDecision
+    row: Pipeline
+    submitted_by: str
+    submitter_role: str
+    consent: Consent | None
+    identity_keys: Sequence[str]  # blind-indexed already
+    submission_digest: str | None
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    """A referral registered before under an idempotency key."""
+
+    coordination_id: uuid.UUID
+    digest: str | None
+    urgency: Urgency
+    routing_rule: str
+    triage_rule: str | None
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    coordination_id: uuid.UUID
+    channel: Channel
+    received_at: dt.datetime
+    status: str
+
+
 class ReferralRepository:
     def __init__(self, session: Session):
         self.session = session
 
-    # --- writes ---------------------------------------------------------------------
+    # --- intake ---------------------------------------------------------------------
 
-    def add_referral(
-        self,
-        coordination_id: uuid.UUID,
-        submission: dict[str, Any],
-        decision: RoutingDecision,
-        received_at: dt.datetime,
-        submitted_by: str,
-    ) -> None:
-        """Store a referral as reported (`submission` as ReferralSubmissionSchema loads it)."""
-        reporter, consent = submission["reporter"], submission["consent"]
-        contact = reporter.get("contact")
+    def add_referrals(self, items: Sequence[NewReferral]) -> None:
+        """Store new referrals with their pipeline rows, agencies, timeline, routing
+        decisions and blind-indexed identity keys: one multi-row insert per table."""
+        if not items:
+            return
+        self.session.execute(referrals.insert(), [self._referral_values(i) for i in items])
+        self.session.execute(pipeline.insert(), [self._pipeline_values(i.row) for i in items])
+        states = [
+            {"coordination_id": str(i.coordination_id), **self._state_values(state)}
+            for i in items
+            for state in i.row.agencies.values()
+        ]
+        if states:
+            self.session.execute(agency_statuses.insert(), states)
+        self.session.execute(
+            pipeline_facets.insert(),
+            [
+                {"facet": facet, "coordination_id": str(i.coordination_id)}
+                for i in items
+                for facet in sorted(facets(i.row))
+            ],
+        )
+        hops = [self._hop_values(i.row.coordination_id, hop) for i in items for hop in i.row.hops]
+        if hops:
+            self.session.execute(pipeline_hops.insert(), hops)
+        for item in items:
+            item.row.hops.clear()
+        decisions = [
+            {
+                "coordination_id": str(i.coordination_id),
+                "decided_at": i.received_at,
+                "decided_by": i.submitted_by,
+                "role": i.submitter_role,
+                "kind": "initial",
+                "agencies": [str(a) for a in i.decision.agencies],
+                "rule": i.decision.rule,
+                "consent_status": None if i.consent is None else str(i.consent.status),
+                "legal_basis": _legal_basis(i.consent),
+                "legal_basis_decided_by": None
+                if _legal_basis(i.consent) is None
+                else i.submitted_by,
+            }
+            for i in items
+        ]
+        self.session.execute(routing_decisions.insert(), decisions)
+        keys = [
+            {
+                "key": key,
+                "coordination_id": str(i.coordination_id),
+                "received_at": i.received_at,
+                "channel": str(i.row.channel),
+            }
+            for i in items
+            for key in sorted(set(i.identity_keys))
+        ]
+        if keys:
+            self.session.execute(child_keys.insert(), keys)
+
+    @staticmethod
+    def _referral_values(item: NewReferral) -> dict[str, Any]:
+        submission = item.submission
+        reporter = submission.get("reporter")
+        contact = (reporter or {}).get("contact")
+        child = submission.get("child")
         sealed = crypto.seal(
             {
-                "child": ChildSchema().dump(submission["child"]),
+                "child": None if child is None else ReportedChildSchema().dump(child),
                 "reporter_contact": None if contact is None else ContactSchema().dump(contact),
-                "summary": submission["summary"],
+                "summary": submission.get("summary"),
             }
         )
-        self.session.execute(
-            referrals.insert().values(
-                coordination_id=str(coordination_id),
-                received_at=received_at,
-                channel=str(submission["channel"]),
-                categories=[str(c) for c in submission["categories"]],
-                urgency=str(submission["urgency"]),
-                reporter_kind=str(reporter["kind"]),
-                consent_status=str(consent["status"]),
-                consent_by=str(consent["by"]),
-                legal_basis=_optional(str, consent.get("legal_basis")),
-                routing_rule=decision.rule,
-                submitted_by=submitted_by,
-                sealed_details=sealed,
-            )
-        )
+        consent = item.consent
+        return {
+            "coordination_id": str(item.coordination_id),
+            "received_at": item.received_at,
+            "channel": str(submission["channel"]),
+            "categories": [str(c) for c in submission["categories"]],
+            "urgency": str(item.triage.urgency),
+            "reporter_kind": None if reporter is None else str(reporter["kind"]),
+            "consent_status": None if consent is None else str(consent.status),
+            "consent_by": None if consent is None else consent.by,
+            "legal_basis": _legal_basis(consent),
+            "routing_rule": item.decision.rule,
+            "submitted_by": item.submitted_by,
+            "sealed_details": sealed,
+            "stated_urgency": _optional(str, item.triage.stated),
+            "triage_rule": item.triage.rule,
+            "risk_indicators": [str(r) for r in submission.get("risk_indicators") or []],
+            "annotations": [str(a) for a in submission.get("annotations") or []],
+            "platform": submission.get("platform"),
+            "incident_type": _optional(str, submission.get("incident_type")),
+            "external_reference": submission.get("external_reference"),
+            "file_hashes": [
+                {"algorithm": str(h["algorithm"]), "digest": h["digest"].lower()}
+                for h in submission.get("file_hashes") or []
+            ],
+            "requesting_country": submission.get("requesting_country"),
+            "age_band": str(item.row.age_band),
+            "idempotency_key": submission.get("idempotency_key"),
+            "submission_digest": item.submission_digest,
+            "consent_decided_by": None if consent is None else consent.decided_by,
+            "consent_decided_at": None if consent is None else consent.decided_at,
+            "linked_to": None,
+        }
 
-    def add_pipeline(self, row: Pipeline) -> None:
-        self.session.execute(
-            pipeline.insert().values(
-                coordination_id=str(row.coordination_id),
-                stage=str(row.stage),
-                urgency=str(row.urgency),
-                channel=str(row.channel),
-                categories=[str(c) for c in row.categories],
-                received_at=row.received_at,
-                flags=[str(f) for f in row.flags],
-                updated_at=dt.datetime.now(dt.UTC),
+    def known_keys(self, keys: Iterable[str]) -> dict[str, KnownKey]:
+        """The referrals already registered under these idempotency keys."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        rows = self.session.execute(
+            sa.select(
+                referrals.c.idempotency_key,
+                referrals.c.coordination_id,
+                referrals.c.submission_digest,
+                referrals.c.urgency,
+                referrals.c.routing_rule,
+                referrals.c.triage_rule,
+                referrals.c.received_at,
+            ).where(referrals.c.idempotency_key.in_(wanted))
+        ).mappings()
+        return {
+            row["idempotency_key"]: KnownKey(
+                coordination_id=uuid.UUID(row["coordination_id"]),
+                digest=row["submission_digest"],
+                urgency=Urgency(row["urgency"]),
+                routing_rule=row["routing_rule"],
+                triage_rule=row["triage_rule"],
+                received_at=_aware(row["received_at"]),
             )
-        )
-        for state in row.agencies.values():
-            self.session.execute(
-                agency_statuses.insert().values(
-                    coordination_id=str(row.coordination_id), **self._state_values(state)
+            for row in rows
+        }
+
+    def routed_to(self, coordination_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Agency]]:
+        """The agencies each referral was first routed to (for a replayed receipt)."""
+        ids = [str(c) for c in coordination_ids]
+        if not ids:
+            return {}
+        rows = self.session.execute(
+            sa.select(routing_decisions.c.coordination_id, routing_decisions.c.agencies)
+            .where(routing_decisions.c.coordination_id.in_(ids))
+            .where(routing_decisions.c.kind == "initial")
+        ).mappings()
+        return {uuid.UUID(r["coordination_id"]): [Agency(a) for a in r["agencies"]] for r in rows}
+
+    # --- possible duplicates ----------------------------------------------------------
+
+    def referrals_sharing_keys(
+        self, keys: Iterable[str]
+    ) -> list[tuple[str, uuid.UUID, Channel, dt.datetime]]:
+        """(key, coordination id, channel, received at) of every referral holding a key."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return []
+        # A referral already linked as another's duplicate is represented by that other.
+        rows = self.session.execute(
+            sa.select(child_keys)
+            .join(referrals, referrals.c.coordination_id == child_keys.c.coordination_id)
+            .where(child_keys.c.key.in_(wanted))
+            .where(referrals.c.linked_to.is_(None))
+        ).mappings()
+        return [
+            (
+                row["key"],
+                uuid.UUID(row["coordination_id"]),
+                Channel(row["channel"]),
+                _aware(row["received_at"]),
+            )
+            for row in rows
+        ]
+
+    def add_possible_duplicates(self, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]], at) -> int:
+        """Record pairs not recorded before; returns how many were new."""
+        wanted = {tuple(sorted((str(a), str(b)))) for a, b in pairs if a != b}
+        if not wanted:
+            return 0
+        firsts = sorted({a for a, _ in wanted})
+        existing = {
+            (row.first, row.second)
+            for row in self.session.execute(
+                sa.select(possible_duplicates.c.first, possible_duplicates.c.second).where(
+                    possible_duplicates.c.first.in_(firsts)
                 )
             )
+        }
+        new = sorted(wanted - existing)
+        if new:
+            self.session.execute(
+                possible_duplicates.insert(),
+                [{"first": a, "second": b, "found_at": at, "status": "open"} for a, b in new],
+            )
+        return len(new)
 
-    def save_pipeline(self, row: Pipeline) -> None:
-        """Write back the stage, flags and every agency's state of a pipeline row."""
-        cid = str(row.coordination_id)
-        self.session.execute(
-            pipeline.update()
-            .where(pipeline.c.coordination_id == cid)
-            .values(
-                stage=str(row.stage),
-                flags=[str(f) for f in row.flags],
-                updated_at=dt.datetime.now(dt.UTC),
+    def duplicates_of(self, coordination_id: uuid.UUID) -> list[DuplicatePair]:
+        cid = str(coordination_id)
+        pairs = self.session.execute(
+            sa.select(possible_duplicates).where(
+                sa.or_(possible_duplicates.c.first == cid, possible_duplicates.c.second == cid)
             )
+        ).mappings()
+        others = {
+            (row["second"] if row["first"] == cid else row["first"]): row["status"] for row in pairs
+        }
+        if not others:
+            return []
+        rows = self.session.execute(
+            sa.select(pipeline.c.coordination_id, pipeline.c.channel, pipeline.c.received_at)
+            .where(pipeline.c.coordination_id.in_(sorted(others)))
+            .order_by(pipeline.c.received_at)
+        ).mappings()
+        return [
+            DuplicatePair(
+                uuid.UUID(row["coordination_id"]),
+                Channel(row["channel"]),
+                _aware(row["received_at"]),
+                others[row["coordination_id"]],
+            )
+            for row in rows
+        ]
+
+    def set_duplicate_status(
+        self, a: uuid.UUID, b: uuid.UUID, status: str, by: str, at: dt.datetime
+    ) -> bool:
+        first, second = sorted((str(a), str(b)))
+        result = self.session.execute(
+            possible_duplicates.update()
+            .where(possible_duplicates.c.first == first)
+            .where(possible_duplicates.c.second == second)
+            .values(status=status, decided_by=by, decided_at=at)
         )
-        for state in row.agencies.values():
-            values = self._state_values(state)
-            updated = self.session.execute(
-                agency_statuses.update()
-                .where(agency_statuses.c.coordination_id == cid)
-                .where(agency_statuses.c.agency == values["agency"])
-                .values(**values)
-            )
-            if cast(sa.CursorResult, updated).rowcount == 0:
-                self.session.execute(agency_statuses.insert().values(coordination_id=cid, **values))
+        return cast(sa.CursorResult, result).rowcount > 0
+
+    def has_open_duplicates(self, coordination_id: uuid.UUID) -> bool:
+        """Whether a possible duplicate of this referral still waits for a decision (one
+        linked as another's duplicate since is represented by that other)."""
+        cid = str(coordination_id)
+        d = possible_duplicates.c
+        other = sa.case((d.first == cid, d.second), else_=d.first)
+        return (
+            self.session.execute(
+                sa.select(sa.literal(1))
+                .select_from(possible_duplicates)
+                .join(referrals, referrals.c.coordination_id == other)
+                .where(d.status == "open")
+                .where(sa.or_(d.first == cid, d.second == cid))
+                .where(referrals.c.linked_to.is_(None))
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+    def paired_with(self, coordination_id: uuid.UUID) -> list[uuid.UUID]:
+        """Every referral recorded as a possible duplicate of this one, whatever the status."""
+        cid = str(coordination_id)
+        d = possible_duplicates.c
+        rows = self.session.execute(
+            sa.select(d.first, d.second).where(sa.or_(d.first == cid, d.second == cid))
+        ).all()
+        return sorted({uuid.UUID(b if a == cid else a) for a, b in rows}, key=str)
+
+    # --- the pipeline row -----------------------------------------------------------
+
+    @staticmethod
+    def _pipeline_values(row: Pipeline) -> dict[str, Any]:
+        return {
+            "coordination_id": str(row.coordination_id),
+            "stage": str(row.stage),
+            "urgency": str(row.urgency),
+            "channel": str(row.channel),
+            "categories": [str(c) for c in row.categories],
+            "received_at": row.received_at,
+            "flags": [str(f) for f in row.flags],
+            "updated_at": row.updated_at or dt.datetime.now(dt.UTC),
+            "urgency_rank": URGENCY_RANK[row.urgency],
+            "flag_mask": mask(row.flags, FLAG_BITS),
+            "age_band": str(row.age_band),
+            "stage_since": row.stage_since or row.received_at,
+            "triaged_at": row.triaged_at,
+            "routed_at": row.routed_at,
+            "in_care_at": row.in_care_at,
+            "closed_at": row.closed_at,
+            "close_reason": _optional(str, row.close_reason),
+            "linked_to": _optional(str, row.linked_to),
+            "due_at": row.due_at,
+        }
 
     @staticmethod
     def _state_values(state: AgencyState) -> dict[str, Any]:
@@ -141,13 +425,94 @@ class ReferralRepository:
             "detail": state.detail,
             "accepted_at": state.accepted_at,
             "last_sequence": state.last_sequence,
+            "due_at": state.due_at,
+            "breached_at": state.breached_at,
+            "decline_reason": _optional(str, state.decline_reason),
+            "suggested_agency": _optional(str, state.suggested_agency),
+            "revoke_reason": _optional(str, state.revoke_reason),
         }
 
-    # --- reads ----------------------------------------------------------------------
+    @staticmethod
+    def _hop_values(coordination_id: uuid.UUID, hop: Hop) -> dict[str, Any]:
+        return {
+            "coordination_id": str(coordination_id),
+            "at": hop.at,
+            "kind": str(hop.kind),
+            "agency": _optional(str, hop.agency),
+            "status": hop.status,
+            "detail": hop.detail,
+        }
+
+    def add_pipeline(self, row: Pipeline) -> None:
+        """One pipeline row with its agencies and hops (tests and single writes)."""
+        self.session.execute(pipeline.insert().values(**self._pipeline_values(row)))
+        for state in row.agencies.values():
+            self.session.execute(
+                agency_statuses.insert().values(
+                    coordination_id=str(row.coordination_id), **self._state_values(state)
+                )
+            )
+        self._write_facets(row)
+        self._flush_hops(row)
+
+    def _write_facets(self, row: Pipeline) -> None:
+        """The row's facets as they now are: the ones gone removed, the new ones added."""
+        cid = str(row.coordination_id)
+        wanted = facets(row)
+        held = set(
+            self.session.execute(
+                sa.select(pipeline_facets.c.facet).where(pipeline_facets.c.coordination_id == cid)
+            ).scalars()
+        )
+        gone = held - wanted
+        if gone:
+            self.session.execute(
+                pipeline_facets.delete()
+                .where(pipeline_facets.c.coordination_id == cid)
+                .where(pipeline_facets.c.facet.in_(sorted(gone)))
+            )
+        new = wanted - held
+        if new:
+            self.session.execute(
+                pipeline_facets.insert(),
+                [{"facet": facet, "coordination_id": cid} for facet in sorted(new)],
+            )
+
+    def save_pipeline(self, row: Pipeline) -> None:
+        """Write back the stage, flags, clocks and every agency's state of a pipeline row,
+        and the hops it gained."""
+        cid = str(row.coordination_id)
+        values = self._pipeline_values(row)
+        del values["coordination_id"]
+        self.session.execute(
+            pipeline.update().where(pipeline.c.coordination_id == cid).values(**values)
+        )
+        for state in row.agencies.values():
+            state_values = self._state_values(state)
+            updated = self.session.execute(
+                agency_statuses.update()
+                .where(agency_statuses.c.coordination_id == cid)
+                .where(agency_statuses.c.agency == state_values["agency"])
+                .values(**state_values)
+            )
+            if cast(sa.CursorResult, updated).rowcount == 0:
+                self.session.execute(
+                    agency_statuses.insert().values(coordination_id=cid, **state_values)
+                )
+        self._write_facets(row)
+        self._flush_hops(row)
+
+    def _flush_hops(self, row: Pipeline) -> None:
+        if row.hops:
+            self.session.execute(
+                pipeline_hops.insert(),
+                [self._hop_values(row.coordination_id, hop) for hop in row.hops],
+            )
+            row.hops.clear()
 
     def pipeline(self, coordination_id: uuid.UUID, *, lock: bool = False) -> Pipeline | None:
         """One pipeline row with its agencies; `lock` holds it until the transaction ends
-        (PostgreSQL), so that two events about one referral are applied one after the other."""
+        (PostgreSQL), so that two changes to one referral are applied one after the other."""
         cid = str(coordination_id)
         query = sa.select(pipeline).where(pipeline.c.coordination_id == cid)
         if lock:
@@ -155,13 +520,18 @@ class ReferralRepository:
         found = self.session.execute(query).mappings().first()
         if found is None:
             return None
-        states = self.session.execute(
-            sa.select(agency_statuses).where(agency_statuses.c.coordination_id == cid)
+        return self._row(found, self._states([cid]).get(cid, {}))
+
+    def _states(self, cids: Sequence[str]) -> dict[str, dict[Agency, AgencyState]]:
+        result: dict[str, dict[Agency, AgencyState]] = {}
+        if not cids:
+            return result
+        rows = self.session.execute(
+            sa.select(agency_statuses).where(agency_statuses.c.coordination_id.in_(list(cids)))
         ).mappings()
-        agencies = {}
-        for state in states:
+        for state in rows:
             agency = Agency(state["agency"])
-            agencies[agency] = AgencyState(
+            result.setdefault(state["coordination_id"], {})[agency] = AgencyState(
                 agency=agency,
                 status=AgencyStatus(state["status"]),
                 since=_aware(state["since"]),
@@ -170,7 +540,16 @@ class ReferralRepository:
                 detail=state["detail"],
                 accepted_at=_aware_or_none(state["accepted_at"]),
                 last_sequence=int(state["last_sequence"]),
+                due_at=_aware_or_none(state["due_at"]),
+                breached_at=_aware_or_none(state["breached_at"]),
+                decline_reason=_optional(DeclineReason, state["decline_reason"]),
+                suggested_agency=_optional(Agency, state["suggested_agency"]),
+                revoke_reason=_optional(RevokeReason, state["revoke_reason"]),
             )
+        return result
+
+    @staticmethod
+    def _row(found: Any, agencies: Mapping[Agency, AgencyState]) -> Pipeline:
         return Pipeline(
             coordination_id=uuid.UUID(found["coordination_id"]),
             stage=Stage(found["stage"]),
@@ -180,24 +559,74 @@ class ReferralRepository:
             received_at=_aware(found["received_at"]),
             agencies={a: agencies[a] for a in Agency if a in agencies},
             flags=[Flag(f) for f in found["flags"]],
+            age_band=AgeBand(found["age_band"]),
+            stage_since=_aware(found["stage_since"]),
+            triaged_at=_aware_or_none(found["triaged_at"]),
+            routed_at=_aware_or_none(found["routed_at"]),
+            in_care_at=_aware_or_none(found["in_care_at"]),
+            closed_at=_aware_or_none(found["closed_at"]),
+            close_reason=_optional(CloseReason, found["close_reason"]),
+            linked_to=_optional(uuid.UUID, found["linked_to"]),
+            updated_at=_aware(found["updated_at"]),
         )
 
-    def details(self, coordination_id: uuid.UUID) -> dict[str, Any] | None:
-        """The referral as reported, unsealed, in the shape ReferralDetailsSchema dumps."""
-        row = (
+    def hops(self, coordination_id: uuid.UUID) -> list[Hop]:
+        rows = self.session.execute(
+            sa.select(pipeline_hops)
+            .where(pipeline_hops.c.coordination_id == str(coordination_id))
+            .order_by(pipeline_hops.c.id)
+        ).mappings()
+        return [
+            Hop(
+                at=_aware(row["at"]),
+                kind=HopKind(row["kind"]),
+                agency=_optional(Agency, row["agency"]),
+                status=row["status"],
+                detail=row["detail"],
+            )
+            for row in rows
+        ]
+
+    # --- details and the intake officer's view ------------------------------------------
+
+    def _referral_row(self, coordination_id: uuid.UUID) -> Any:
+        return (
             self.session.execute(
                 sa.select(referrals).where(referrals.c.coordination_id == str(coordination_id))
             )
             .mappings()
             .first()
         )
+
+    def details(self, coordination_id: uuid.UUID) -> dict[str, Any] | None:
+        """The referral as reported, unsealed, in the shape ReferralDetailsSchema dumps."""
+        row = self._referral_row(coordination_id)
         if row is None:
             return None
+        return self._as_reported(row)
+
+    def _as_reported(self, row: Mapping[str, Any]) -> dict[str, Any]:
         personal = crypto.unseal(row["sealed_details"])
-        child = dict(personal["child"])
-        child["sex"] = Sex(child["sex"])
-        if child.get("date_of_birth") is not None:
-            child["date_of_birth"] = dt.date.fromisoformat(child["date_of_birth"])
+        child = personal.get("child")
+        if child is not None:
+            child = dict(child)
+            if child.get("sex") is not None:
+                child["sex"] = Sex(child["sex"])
+            if child.get("date_of_birth") is not None:
+                child["date_of_birth"] = dt.date.fromisoformat(child["date_of_birth"])
+        reporter = None
+        if row["reporter_kind"] is not None:
+            reporter = {
+                "kind": ReporterKind(row["reporter_kind"]),
+                "contact": personal.get("reporter_contact"),
+            }
+        consent = None
+        if row["consent_status"] is not None:
+            consent = {
+                "status": ConsentStatus(row["consent_status"]),
+                "by": ConsentGivenBy(row["consent_by"]),
+                "legal_basis": _optional(LegalBasis, row["legal_basis"]),
+            }
         return {
             "coordination_id": uuid.UUID(row["coordination_id"]),
             "received_at": _aware(row["received_at"]),
@@ -205,25 +634,143 @@ class ReferralRepository:
             "categories": [Category(c) for c in row["categories"]],
             "urgency": Urgency(row["urgency"]),
             "child": child,
-            "reporter": {
-                "kind": ReporterKind(row["reporter_kind"]),
-                "contact": personal["reporter_contact"],
-            },
-            "summary": personal["summary"],
-            "consent": {
-                "status": ConsentStatus(row["consent_status"]),
-                "by": ConsentGivenBy(row["consent_by"]),
-                "legal_basis": _optional(LegalBasis, row["legal_basis"]),
-            },
+            "reporter": reporter,
+            "summary": personal.get("summary"),
+            "consent": consent,
+            "risk_indicators": [RiskIndicator(r) for r in row["risk_indicators"]],
+            "annotations": [Annotation(a) for a in row["annotations"]],
+            "platform": row["platform"],
+            "incident_type": _optional(IncidentType, row["incident_type"]),
+            "external_reference": row["external_reference"],
+            "file_hashes": [
+                {"algorithm": HashAlgorithm(h["algorithm"]), "digest": h["digest"]}
+                for h in row["file_hashes"]
+            ],
+            "requesting_country": row["requesting_country"],
         }
+
+    def referral_record(self, coordination_id: uuid.UUID) -> dict[str, Any] | None:
+        """Everything the intake officer sees of a referral but its pipeline row: as
+        reported, triage, consent record, routing decisions, duplicates, links."""
+        row = self._referral_row(coordination_id)
+        if row is None:
+            return None
+        reported = self._as_reported(row)
+        if reported["consent"] is not None:
+            reported["consent"] = {
+                **reported["consent"],
+                "decided_by": row["consent_decided_by"],
+                "decided_at": _aware_or_none(row["consent_decided_at"]),
+            }
+        cid = str(coordination_id)
+        decisions = self.session.execute(
+            sa.select(routing_decisions)
+            .where(routing_decisions.c.coordination_id == cid)
+            .order_by(routing_decisions.c.id)
+        ).mappings()
+        linked = self.session.execute(
+            sa.select(referrals.c.coordination_id)
+            .where(referrals.c.linked_to == cid)
+            .order_by(referrals.c.received_at)
+        ).scalars()
+        return {
+            **reported,
+            "submitted_by": row["submitted_by"],
+            "idempotency_key": row["idempotency_key"],
+            "age_band": AgeBand(row["age_band"]),
+            "triage": {
+                "stated_urgency": _optional(Urgency, row["stated_urgency"]),
+                "urgency": Urgency(row["urgency"]),
+                "rule": row["triage_rule"],
+                "risk_indicators": reported["risk_indicators"],
+            },
+            "routing": [
+                {
+                    "decided_at": _aware(d["decided_at"]),
+                    "decided_by": d["decided_by"],
+                    "role": d["role"],
+                    "kind": d["kind"],
+                    "agencies": [Agency(a) for a in d["agencies"]],
+                    "rule": d["rule"],
+                    "consent_status": _optional(ConsentStatus, d["consent_status"]),
+                    "legal_basis": _optional(LegalBasis, d["legal_basis"]),
+                    "legal_basis_decided_by": d["legal_basis_decided_by"],
+                }
+                for d in decisions
+            ],
+            "linked_to": _optional(uuid.UUID, row["linked_to"]),
+            "linked_referrals": [uuid.UUID(c) for c in linked],
+        }
+
+    def consent(self, coordination_id: uuid.UUID) -> Consent | None:
+        row = self._referral_row(coordination_id)
+        if row is None or row["consent_status"] is None:
+            return None
+        return Consent(
+            status=ConsentStatus(row["consent_status"]),
+            by=row["consent_by"],
+            legal_basis=_optional(LegalBasis, row["legal_basis"]),
+            decided_by=row["consent_decided_by"] or row["submitted_by"],
+            decided_at=_aware(row["consent_decided_at"] or row["received_at"]),
+        )
+
+    def record_legal_basis(
+        self, coordination_id: uuid.UUID, basis: LegalBasis, by: str, at: dt.datetime
+    ) -> None:
+        """A legal basis for sharing without consent, decided by `by` (an intake officer)."""
+        values: dict[str, Any] = {
+            "legal_basis": str(basis),
+            "consent_decided_by": by,
+            "consent_decided_at": at,
+        }
+        current = self._referral_row(coordination_id)
+        if current is not None and current["consent_status"] is None:
+            # A child's own report carried no consent: none was sought from anyone.
+            values.update(consent_status=str(ConsentStatus.not_sought), consent_by="not_applicable")
+        self.session.execute(
+            referrals.update()
+            .where(referrals.c.coordination_id == str(coordination_id))
+            .values(**values)
+        )
+
+    def add_routing_decision(
+        self,
+        coordination_id: uuid.UUID,
+        *,
+        at: dt.datetime,
+        by: str,
+        role: str,
+        agencies: Sequence[Agency],
+        rule: str,
+        consent: Consent | None,
+        legal_basis_by: str | None,
+    ) -> None:
+        self.session.execute(
+            routing_decisions.insert().values(
+                coordination_id=str(coordination_id),
+                decided_at=at,
+                decided_by=by,
+                role=role,
+                kind="reroute",
+                agencies=[str(a) for a in agencies],
+                rule=rule,
+                consent_status=None if consent is None else str(consent.status),
+                legal_basis=_legal_basis(consent),
+                legal_basis_decided_by=legal_basis_by,
+            )
+        )
+
+    def mark_linked(self, coordination_id: uuid.UUID, primary: uuid.UUID) -> None:
+        self.session.execute(
+            referrals.update()
+            .where(referrals.c.coordination_id == str(coordination_id))
+            .values(linked_to=str(primary))
+        )
+
+    # --- the agencies' waiting lists ----------------------------------------------------
 
     def intake_queue(self, agency: Agency) -> list[dict[str, Any]]:
         """The referrals routed to `agency`, most urgent first, then newest first."""
-        urgency_rank = sa.case(
-            {str(urgency): rank for urgency, rank in URGENCY_RANK.items()},
-            value=pipeline.c.urgency,
-            else_=len(URGENCY_RANK),
-        )
         rows = self.session.execute(
             sa.select(
                 pipeline.c.coordination_id,
@@ -233,11 +780,14 @@ class ReferralRepository:
                 pipeline.c.urgency,
                 agency_statuses.c.status,
                 agency_statuses.c.since,
+                agency_statuses.c.due_at,
             )
             .join(agency_statuses, agency_statuses.c.coordination_id == pipeline.c.coordination_id)
             .where(agency_statuses.c.agency == str(agency))
             .where(agency_statuses.c.routed.is_(True))
-            .order_by(urgency_rank, pipeline.c.received_at.desc(), pipeline.c.coordination_id)
+            .order_by(
+                pipeline.c.urgency_rank, pipeline.c.received_at.desc(), pipeline.c.coordination_id
+            )
         ).mappings()
         return [
             {
@@ -248,6 +798,167 @@ class ReferralRepository:
                 "urgency": Urgency(row["urgency"]),
                 "status": AgencyStatus(row["status"]),
                 "since": _aware(row["since"]),
+                "due_at": _aware_or_none(row["due_at"]),
             }
             for row in rows
         ]
+
+    # --- the coordinators' pipeline -----------------------------------------------------
+
+    @staticmethod
+    def _where(filters: PipelineFilters) -> list[Any]:
+        p = pipeline.c
+        clauses: list[Any] = []
+        if filters.stages:
+            clauses.append(p.stage.in_(sorted(str(s) for s in filters.stages)))
+        if filters.urgencies:
+            clauses.append(p.urgency_rank.in_(sorted(URGENCY_RANK[u] for u in filters.urgencies)))
+        if filters.channels:
+            clauses.append(p.channel.in_(sorted(str(c) for c in filters.channels)))
+        if filters.flags:
+            # The first clause lets PostgreSQL use the partial index of flagged rows.
+            clauses.append(p.flag_mask != 0)
+            clauses.append(p.flag_mask.op("&")(mask(filters.flags, FLAG_BITS)) != 0)
+        if filters.received_from is not None:
+            clauses.append(p.received_at >= filters.received_from)
+        if filters.received_to is not None:
+            clauses.append(p.received_at < filters.received_to)
+        f = pipeline_facets.c
+        for group in facet_filter(filters):
+            clauses.append(
+                sa.select(sa.literal(1))
+                .where(f.coordination_id == p.coordination_id)
+                .where(f.facet.in_(sorted(group)))
+                .exists()
+            )
+        return clauses
+
+    def page(
+        self, filters: PipelineFilters, sort: str, limit: int, cursor: Cursor | None
+    ) -> tuple[list[Pipeline], Cursor | None]:
+        """One page of pipeline rows (keyset: `cursor` is where the previous page ended),
+        and the cursor of the next page, None on the last."""
+        p = pipeline.c
+        query = sa.select(pipeline).where(*self._where(filters))
+        if sort == "priority":
+            key = (p.urgency_rank, p.received_at, p.coordination_id)
+            if cursor is not None:
+                query = query.where(
+                    sa.tuple_(*key)
+                    > sa.tuple_(
+                        sa.literal(cursor.urgency_rank),
+                        sa.literal(cursor.received_at, type_=p.received_at.type),
+                        sa.literal(cursor.coordination_id),
+                    )
+                )
+            query = query.order_by(*key)
+        else:
+            by_time = (p.received_at, p.coordination_id)
+            if cursor is not None:
+                after = sa.tuple_(*by_time)
+                mark = sa.tuple_(
+                    sa.literal(cursor.received_at, type_=p.received_at.type),
+                    sa.literal(cursor.coordination_id),
+                )
+                query = query.where(after > mark if sort == "oldest" else after < mark)
+            query = query.order_by(
+                *(by_time if sort == "oldest" else (p.received_at.desc(), p.coordination_id.desc()))
+            )
+        found = list(self.session.execute(query.limit(limit + 1)).mappings())
+        more = len(found) > limit
+        found = found[:limit]
+        states = self._states([r["coordination_id"] for r in found])
+        rows = [self._row(r, states.get(r["coordination_id"], {})) for r in found]
+        following = None
+        if more and rows:
+            last = rows[-1]
+            following = Cursor(
+                sort, URGENCY_RANK[last.urgency], last.received_at, str(last.coordination_id)
+            )
+        return rows, following
+
+    def counts(self, filters: PipelineFilters) -> dict[Stage, int]:
+        rows = self.session.execute(
+            sa.select(pipeline.c.stage, sa.func.count())
+            .where(*self._where(filters))
+            .group_by(pipeline.c.stage)
+        ).all()
+        found = {Stage(stage): int(n) for stage, n in rows}
+        return {stage: found.get(stage, 0) for stage in Stage}
+
+    def funnel(self, filters: PipelineFilters) -> dict[Stage, int]:
+        """How many referrals reached each stage (received is every one)."""
+        p = pipeline.c
+        reached = {
+            Stage.received: sa.func.count(),
+            Stage.triaged: sa.func.count(p.triaged_at),
+            Stage.routed: sa.func.count(p.routed_at),
+            Stage.in_care: sa.func.count(p.in_care_at),
+            Stage.closed: sa.func.count(p.closed_at),
+        }
+        row = self.session.execute(
+            sa.select(*[reached[s] for s in FUNNEL]).where(*self._where(filters))
+        ).one()
+        return {stage: int(n or 0) for stage, n in zip(FUNNEL, row, strict=True)}
+
+    def ageing(
+        self, filters: PipelineFilters, now: dt.datetime
+    ) -> dict[Stage, dict[AgeingBucket, int]]:
+        """How long the open items have waited in their current stage, bucketed."""
+        p = pipeline.c
+        whens = [
+            (p.stage_since > now - limit, bucket.value)
+            for bucket, limit in AGEING_LIMITS
+            if limit is not None
+        ]
+        bucket = sa.case(*whens, else_=AGEING_LIMITS[-1][0].value)
+        rows = self.session.execute(
+            sa.select(p.stage, bucket, sa.func.count())
+            .where(*self._where(filters))
+            .where(p.stage.in_([str(s) for s in OPEN_STAGES]))
+            .group_by(p.stage, bucket)
+        ).all()
+        result = {stage: {b: 0 for b, _ in AGEING_LIMITS} for stage in OPEN_STAGES}
+        for stage, name, n in rows:
+            result[Stage(stage)][AgeingBucket(name)] = int(n)
+        return result
+
+    def last_change(self) -> dt.datetime | None:
+        value = self.session.execute(sa.select(sa.func.max(pipeline.c.updated_at))).scalar()
+        return _aware_or_none(value)
+
+    def version(self, settle: dt.timedelta = dt.timedelta(seconds=10)) -> tuple[Any, int]:
+        """The last change, and how many rows changed in the `settle` before it: a change
+        committed a moment after a later-stamped one still moves the count (two index
+        lookups, whatever the size of the pipeline)."""
+        last = self.last_change()
+        if last is None:
+            return None, 0
+        recent = self.session.execute(
+            sa.select(sa.func.count())
+            .select_from(pipeline)
+            .where(pipeline.c.updated_at >= last - settle)
+        ).scalar_one()
+        return last, int(recent)
+
+    # --- clocks -----------------------------------------------------------------------
+
+    def clocks_due(self, now: dt.datetime, limit: int = 500) -> list[uuid.UUID]:
+        """The referrals with a clock that ran out by `now` and is not marked yet."""
+        a = agency_statuses.c
+        rows = self.session.execute(
+            sa.select(a.coordination_id)
+            .where(a.due_at.is_not(None))
+            .where(a.breached_at.is_(None))
+            .where(a.due_at <= now)
+            .order_by(a.due_at)
+            .limit(limit)
+        ).scalars()
+        seen: dict[str, None] = {}
+        for cid in rows:
+            seen.setdefault(cid, None)
+        return [uuid.UUID(c) for c in seen]
+
+
+def _legal_basis(consent: Consent | None) -> str | None:
+    return None if consent is None or consent.legal_basis is None else str(consent.legal_basis)

@@ -28,6 +28,10 @@ def system_environment(var_dir: Path) -> dict[str, str]:
         "CONCORD_HTTP_PORT": str(HTTP_PORT),
         "CONCORD_DEMO_PASSWORD": PASSWORD,
         "CONCORD_RPC_TIMEOUT": "10",
+        # Normal-urgency referrals breach their acceptance clock after 4 s here (checked
+        # every second), so the SLA tests see a flag; high and urgent keep their defaults.
+        "CONCORD_SLA_NORMAL_SECONDS": "4",
+        "CONCORD_SLA_CHECK_SECONDS": "1",
     }
     for service in SERVICES:
         env[f"CONCORD_{service.upper()}_DATABASE_URL"] = database_url(service)

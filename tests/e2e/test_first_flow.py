@@ -152,8 +152,10 @@ def assert_no_personal_data(events, referral):
 
 def test_only_agencies_it_was_routed_to_can_accept(running_system):
     http = running_system.http
-    # Cyberstalking alone is not routed to justice by default.
-    receipt = running_system.submit_referral(make_referral(categories=["cyberstalking"]))
+    # Cyberstalking alone, with no child in immediate danger, is not routed to justice.
+    receipt = running_system.submit_referral(
+        make_referral(categories=["cyberstalking"], urgency="normal")
+    )
     cid = receipt["coordination_id"]
     assert receipt["routed_to"] == ["social_services"]
     status, body = http.request("POST", f"/api/v1/intake/{cid}/accept", token=http.token("police"))

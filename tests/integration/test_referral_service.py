@@ -121,6 +121,8 @@ def bus_tap(nameko_config):
         auto_delete=True,
     )(connection.channel())
     queue.declare()
+    # Urgent referrals' events travel the urgent lane (`urgent.<event type>`).
+    queue.bind_to(exchange=topology.EVENTS_EXCHANGE, routing_key="urgent.referral.*")
     seen = []
 
     def drain(coordination_id=None):
@@ -182,8 +184,12 @@ def test_a_referral_is_stored_routed_and_announced(service, bus_tap):
         ("referral.submitted", INTAKE.user_id, "intake_officer")
     ]
 
-    events = wait_for(lambda: len(bus_tap(cid)) >= 2 and bus_tap(cid))
-    assert sorted(e["event_type"] for e in events) == ["referral.received", "referral.routed"]
+    events = wait_for(lambda: len(bus_tap(cid)) >= 3 and bus_tap(cid))
+    assert sorted(e["event_type"] for e in events) == [
+        "referral.received",
+        "referral.routed",
+        "referral.triaged",
+    ]
     for body in events:
         envelope = read_event(body)
         assert envelope.producer == "referral"
@@ -191,7 +197,7 @@ def test_a_referral_is_stored_routed_and_announced(service, bus_tap):
     routed = next(read_event(e) for e in events if e["event_type"] == "referral.routed")
     assert routed.payload["rule"] == "sexual_exploitation"
     assert [str(a) for a in routed.payload["agencies"]] == ["social_services", "justice"]
-    assert sorted(e["sequence"] for e in events) == [1, 2]
+    assert sorted(e["sequence"] for e in events) == [1, 2, 3]
     assert_no_personal_data(json.dumps(events), referral)
     wait_for(lambda: service.rpc(INTAKE).health()["outbox_pending"] == 0)
 
@@ -217,9 +223,11 @@ def test_each_routed_agency_sees_it_in_its_intake_queue(service):
     assert urgencies == sorted(urgencies, key=rank.get)
     item = social_queue[ids.index(normal["coordination_id"])]
     assert set(item) == {
-        "coordination_id", "received_at", "channel", "categories", "urgency", "status", "since"
+        "coordination_id", "received_at", "channel", "categories", "urgency", "status", "since",
+        "due_at",
     }  # fmt: skip
     assert item["status"] == "pending_acceptance"
+    assert item["due_at"] > item["since"]  # the acceptance clock runs
     assert_no_personal_data(json.dumps(social_queue), stalking)
 
     police_ids = {item["coordination_id"] for item in service.rpc(POLICE).intake_queue()}
@@ -260,7 +268,7 @@ def test_bad_input_names_the_fields_and_stores_nothing(service):
 
 
 def test_details_go_to_a_routed_agency_and_every_pull_is_audited(service):
-    referral = make_referral(categories=["cyberstalking"])
+    referral = make_referral(categories=["cyberstalking"], urgency="normal")
     cid = service.rpc(INTAKE).submit_referral(referral)["coordination_id"]
 
     details = service.rpc(SOCIAL).pull_details(cid)
@@ -298,9 +306,9 @@ def test_details_go_to_a_routed_agency_and_every_pull_is_audited(service):
 
 
 def test_pipeline_row_is_for_oversight_and_routed_agencies_only(service):
-    cid = service.rpc(INTAKE).submit_referral(make_referral(categories=["cyberstalking"]))[
-        "coordination_id"
-    ]
+    cid = service.rpc(INTAKE).submit_referral(
+        make_referral(categories=["cyberstalking"], urgency="normal")
+    )["coordination_id"]
     for caller in (COORDINATOR, INTAKE, SOCIAL):
         assert service.rpc(caller).pipeline_row(cid)["coordination_id"] == cid
     with pytest.raises(Forbidden):
@@ -337,7 +345,13 @@ def test_a_case_opened_moves_the_pipeline_and_is_announced_as_accepted(service, 
 
     row = service.rpc(COORDINATOR).pipeline_row(cid)
     assert row["stage"] == "in_care"
-    assert row["agencies"]["social_services"] == {"status": "case_opened", "since": opened_at}
+    social = row["agencies"]["social_services"]
+    assert (social["status"], social["since"], social["detail"]) == (
+        "case_opened",
+        opened_at,
+        "new",
+    )
+    assert social["due_at"] is None  # accepted: the clock stopped
     assert row["agencies"]["justice"]["status"] == "pending_acceptance"
 
     accepted = wait_for(lambda: [e for e in bus_tap(cid) if e["event_type"] == "referral.accepted"])
@@ -346,7 +360,7 @@ def test_a_case_opened_moves_the_pipeline_and_is_announced_as_accepted(service, 
     assert envelope.payload["agency"] == "social_services"
     assert envelope.payload["accepted_at"].isoformat() == opened_at
     assert envelope.causation_id == uuid.UUID(event_id)
-    assert envelope.sequence == 3  # after referral.received and referral.routed
+    assert envelope.sequence == 4  # after referral.received, .triaged and .routed
 
 
 def test_the_same_event_delivered_twice_changes_nothing(service, bus_tap):
@@ -379,9 +393,9 @@ def test_the_same_event_delivered_twice_changes_nothing(service, bus_tap):
 
 
 def test_an_older_event_after_a_newer_one_is_ignored(service):
-    cid = service.rpc(INTAKE).submit_referral(make_referral(categories=["cyberstalking"]))[
-        "coordination_id"
-    ]
+    cid = service.rpc(INTAKE).submit_referral(
+        make_referral(categories=["cyberstalking"], urgency="normal")
+    )["coordination_id"]
     case_id = str(uuid.uuid4())
     changed = "on_case_status_changed"
     steps = [
@@ -405,10 +419,8 @@ def test_an_older_event_after_a_newer_one_is_ignored(service):
         with handled(service, method, str(envelope.event_id)):
             service.send(envelope.to_message())
     row = service.rpc(COORDINATOR).pipeline_row(cid)
-    assert row["agencies"]["social_services"] == {
-        "status": "closed",
-        "since": "2026-12-20T10:00:00+00:00",
-    }
+    social = row["agencies"]["social_services"]
+    assert (social["status"], social["since"]) == ("closed", "2026-12-20T10:00:00+00:00")
     assert row["stage"] == "closed"
     [state] = service.rows(
         sa.select(agency_statuses).where(agency_statuses.c.coordination_id == cid)

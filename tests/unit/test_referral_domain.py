@@ -209,7 +209,9 @@ S = AgencyStatus
         ([S.closed, S.closed, S.request_filed], Stage.in_care),
         ([S.closed, S.declined], Stage.closed),
         ([S.declined, S.pending_acceptance], Stage.routed),
-        ([S.declined, S.declined], Stage.routed),
+        ([S.declined, S.declined], Stage.triaged),  # back with the hub's intake officer
+        ([S.declined, S.revoked], Stage.triaged),
+        ([], Stage.triaged),
     ],
 )
 def test_stage_derivation(statuses, stage):

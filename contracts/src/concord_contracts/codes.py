@@ -150,10 +150,130 @@ class Stage(StrEnum):
 
 
 class Flag(StrEnum):
+    """What needs someone's attention on a pipeline row. Append only: the hub keeps a bit
+    per flag in the order listed here (referral.domain.FLAG_BITS)."""
+
     awaiting_acceptance_overdue = "awaiting_acceptance_overdue"
     declined_by_all = "declined_by_all"
     request_abroad_overdue = "request_abroad_overdue"
     possible_duplicate = "possible_duplicate"
+    awaiting_routing = "awaiting_routing"
+
+
+# --- the referral hub (issue 3) -----------------------------------------------------------
+
+
+class RiskIndicator(StrEnum):
+    """What the person taking a referral noticed that bears on its urgency (triage)."""
+
+    immediate_danger = "immediate_danger"
+    deadline_threat = "deadline_threat"  # e.g. a sextortion with a deadline to pay or comply
+    self_harm_risk = "self_harm_risk"
+    offender_has_access = "offender_has_access"
+    ongoing_abuse = "ongoing_abuse"
+
+
+class Annotation(StrEnum):
+    """Flags an industry (platform) report carries (shared/DOMAIN.md, harm categories)."""
+
+    escalate_to_high_priority = "escalate_to_high_priority"
+    sextortion = "sextortion"
+    solicitation = "solicitation"
+    sadistic_online_exploitation = "sadistic_online_exploitation"
+    physical_harm = "physical_harm"
+    generative_ai = "generative_ai"
+
+
+class IncidentType(StrEnum):
+    """The incident type of a platform report, as the CyberTipline reporting schema has them."""
+
+    csam = "csam"
+    online_enticement = "online_enticement"
+    child_sex_trafficking = "child_sex_trafficking"
+    child_sex_tourism = "child_sex_tourism"
+    child_sexual_molestation = "child_sexual_molestation"
+    unsolicited_obscene_material = "unsolicited_obscene_material"
+    misleading_domain_name = "misleading_domain_name"
+    misleading_words_or_images = "misleading_words_or_images"
+
+
+class HashAlgorithm(StrEnum):
+    """How a file hash was computed: evidence is referenced by digest, never held."""
+
+    md5 = "md5"
+    sha1 = "sha1"
+    sha256 = "sha256"
+    pdq = "pdq"  # perceptual hash (256 bits), as platforms share them
+
+
+class DeclineReason(StrEnum):
+    """Why an agency declined a referral routed to it (a reason is required)."""
+
+    outside_mandate = "outside_mandate"
+    insufficient_information = "insufficient_information"
+    already_known = "already_known"
+    no_capacity = "no_capacity"
+    outside_jurisdiction = "outside_jurisdiction"
+    better_agency = "better_agency"
+    not_a_protection_concern = "not_a_protection_concern"
+
+
+class RevokeReason(StrEnum):
+    """Why the hub withdrew a routing before the agency answered."""
+
+    routed_in_error = "routed_in_error"
+    consent_withdrawn = "consent_withdrawn"
+    better_agency = "better_agency"
+    no_longer_needed = "no_longer_needed"
+
+
+class CloseReason(StrEnum):
+    """Why the hub closed a referral that no agency is working on."""
+
+    no_further_action = "no_further_action"
+    duplicate = "duplicate"
+    insufficient_information = "insufficient_information"
+    outside_jurisdiction = "outside_jurisdiction"
+    referred_outside_concord = "referred_outside_concord"
+    child_not_identifiable = "child_not_identifiable"
+    withdrawn_by_reporter = "withdrawn_by_reporter"
+
+
+class AgeBand(StrEnum):
+    """The child's age as statistics and routing rules see it: never a date of birth."""
+
+    under_13 = "under_13"
+    age_13_to_15 = "age_13_to_15"
+    age_16_to_17 = "age_16_to_17"
+    unknown = "unknown"
+
+
+class AgeingBucket(StrEnum):
+    """How long an item has waited in its current stage (the coordinators' ageing chart)."""
+
+    under_2_hours = "under_2_hours"
+    hours_2_to_24 = "hours_2_to_24"
+    days_1_to_3 = "days_1_to_3"
+    days_3_to_7 = "days_3_to_7"
+    days_7_to_30 = "days_7_to_30"
+    over_30_days = "over_30_days"
+
+
+class HopKind(StrEnum):
+    """One step in a referral's timeline."""
+
+    received = "received"
+    triaged = "triaged"
+    routed = "routed"
+    accepted = "accepted"
+    declined = "declined"
+    revoked = "revoked"
+    escalated = "escalated"
+    partner_status = "partner_status"
+    closed = "closed"
+    linked = "linked"
+    duplicate_flagged = "duplicate_flagged"
+    duplicate_dismissed = "duplicate_dismissed"
 
 
 class CaseStatus(StrEnum):
@@ -224,6 +344,161 @@ class RequestStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
+# --- social services' case work (issue 4) ------------------------------------------------
+
+
+class CaseOrigin(StrEnum):
+    """How a case came to social services: an accepted referral, or registered directly."""
+
+    referral = "referral"
+    direct = "direct"
+
+
+class RiskLevel(StrEnum):
+    """The assessed risk to the child (Primero's risk levels)."""
+
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class NeedDomain(StrEnum):
+    """The domains a child's needs are assessed in, and the goals of a case plan address."""
+
+    safety = "safety"
+    health = "health"
+    mental_health = "mental_health"
+    education = "education"
+    family = "family"
+    legal = "legal"
+
+
+class NeedLevel(StrEnum):
+    none = "none"
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class ServiceKind(StrEnum):
+    """The services a case plan delivers."""
+
+    mental_health = "mental_health"
+    medical = "medical"
+    psychosocial_support = "psychosocial_support"
+    safe_accommodation = "safe_accommodation"
+    alternative_care = "alternative_care"
+    legal_aid = "legal_aid"
+    education = "education"
+    family_support = "family_support"
+
+
+class ServiceStatus(StrEnum):
+    planned = "planned"
+    referred = "referred"
+    in_progress = "in_progress"
+    delivered = "delivered"
+    cancelled = "cancelled"
+
+
+class PlanState(StrEnum):
+    """Where the current version of a case plan stands in its approval."""
+
+    draft = "draft"
+    submitted = "submitted"
+    approved = "approved"
+    returned = "returned"
+
+
+class FollowUpKind(StrEnum):
+    visit = "visit"
+    phone_call = "phone_call"
+    review = "review"
+
+
+class FollowUpStatus(StrEnum):
+    scheduled = "scheduled"
+    done = "done"
+    cancelled = "cancelled"
+
+
+class ClosureReason(StrEnum):
+    goals_met = "goals_met"
+    transferred = "transferred"
+    moved_away = "moved_away"
+    turned_18 = "turned_18"
+    death = "death"
+    other = "other"
+
+
+class ClosureWarning(StrEnum):
+    """What a supervisor is told before approving a closure: the seams where children are
+    failed (a case closed while the investigation still needs the child)."""
+
+    investigation_active = "investigation_active"
+    request_abroad_active = "request_abroad_active"
+    services_open = "services_open"
+    follow_ups_open = "follow_ups_open"
+
+
+class FamilyRelation(StrEnum):
+    """Family members and carers, by their relation to the child."""
+
+    mother = "mother"
+    father = "father"
+    step_parent = "step_parent"
+    sibling = "sibling"
+    grandparent = "grandparent"
+    aunt_or_uncle = "aunt_or_uncle"
+    other_relative = "other_relative"
+    foster_carer = "foster_carer"
+    guardian = "guardian"
+    other_carer = "other_carer"
+
+
+class PersonRelation(StrEnum):
+    """The other people around the child, by their relation to the child."""
+
+    teacher = "teacher"
+    school_staff = "school_staff"
+    friend = "friend"
+    neighbour = "neighbour"
+    health_professional = "health_professional"
+    youth_worker = "youth_worker"
+    online_contact = "online_contact"
+    alleged_offender = "alleged_offender"
+    other = "other"
+
+
+class SafetyConcern(StrEnum):
+    ongoing_online_contact = "ongoing_online_contact"
+    offender_has_access = "offender_has_access"
+    images_circulating = "images_circulating"
+    threats_or_extortion = "threats_or_extortion"
+    self_harm_risk = "self_harm_risk"
+    unsafe_home = "unsafe_home"
+    missing_episodes = "missing_episodes"
+    other = "other"
+
+
+class Disability(StrEnum):
+    physical = "physical"
+    sensory = "sensory"
+    intellectual = "intellectual"
+    psychosocial = "psychosocial"
+    learning = "learning"
+    other = "other"
+
+
+class ViewsNotRecorded(StrEnum):
+    """Why the child's own views were not recorded at an assessment or a review."""
+
+    too_young = "too_young"
+    declined = "declined"
+    unable_to_communicate = "unable_to_communicate"
+    not_seen = "not_seen"
+
+
 REFERENCE_LISTS: dict[str, type[StrEnum]] = {
     "channels": Channel,
     "categories": Category,
@@ -233,5 +508,34 @@ REFERENCE_LISTS: dict[str, type[StrEnum]] = {
     "reporter_kinds": ReporterKind,
     "sexes": Sex,
     "agencies": Agency,
+    "decline_reasons": DeclineReason,
+    "close_reasons": CloseReason,
+    "revoke_reasons": RevokeReason,
+    "annotations": Annotation,
+    "incident_types": IncidentType,
+    "risk_indicators": RiskIndicator,
+    "stages": Stage,
+    "flags": Flag,
+    "agency_statuses": AgencyStatus,
+    "ageing_buckets": AgeingBucket,
+    "age_bands": AgeBand,
+    "hop_kinds": HopKind,
+    "case_statuses": CaseStatus,
+    "case_origins": CaseOrigin,
+    "risk_levels": RiskLevel,
+    "need_domains": NeedDomain,
+    "need_levels": NeedLevel,
+    "service_kinds": ServiceKind,
+    "service_statuses": ServiceStatus,
+    "plan_states": PlanState,
+    "follow_up_kinds": FollowUpKind,
+    "follow_up_statuses": FollowUpStatus,
+    "closure_reasons": ClosureReason,
+    "closure_warnings": ClosureWarning,
+    "family_relations": FamilyRelation,
+    "person_relations": PersonRelation,
+    "safety_concerns": SafetyConcern,
+    "disabilities": Disability,
+    "views_not_recorded_reasons": ViewsNotRecorded,
 }
 """The lists `GET /api/v1/reference/{name}` serves."""

@@ -7,6 +7,7 @@ A consumer accepts every version still listed.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,13 @@ from concord_contracts.codes import (
     CaseStatus,
     Category,
     Channel,
+    CloseReason,
+    DeclineReason,
+    Flag,
     Instrument,
     InvestigationStatus,
     RequestStatus,
+    RevokeReason,
     Urgency,
 )
 from concord_contracts.envelope import Envelope, InvalidEvent, read_envelope
@@ -61,16 +66,83 @@ class ReferralAccepted(Payload):
     accepted_at = UtcDateTime(required=True)
 
 
+class ReferralTriaged(Payload):
+    """The hub set the referral's urgency: the stated one, raised by a triage rule (named)
+    where the referral's indicators or annotations call for it."""
+
+    urgency = Code(Urgency, required=True)
+    stated_urgency = Code(Urgency, required=True, allow_none=True)
+    rule = CodeString(required=True, allow_none=True)
+    triaged_at = UtcDateTime(required=True)
+
+
+class ReferralDeclined(Payload):
+    """An agency declined a referral routed to it, with a reason and perhaps a better agency;
+    the referral goes back to the hub's intake officer."""
+
+    agency = Code(Agency, required=True)
+    reason = Code(DeclineReason, required=True)
+    suggested_agency = Code(Agency, required=True, allow_none=True)
+    declined_at = UtcDateTime(required=True)
+
+
+class ReferralRevoked(Payload):
+    """The hub withdrew a routing before the agency answered (shown as revoked, not done)."""
+
+    agency = Code(Agency, required=True)
+    reason = Code(RevokeReason, required=True, allow_none=True)
+    revoked_at = UtcDateTime(required=True)
+
+
+class ReferralEscalated(Payload):
+    """An agency's acceptance clock ran out: the referral waits past its deadline."""
+
+    agency = Code(Agency, required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(["acceptance_overdue"]))
+    urgency = Code(Urgency, required=True)
+    due_at = UtcDateTime(required=True)
+    escalated_at = UtcDateTime(required=True)
+
+
+class ReferralClosed(Payload):
+    """The hub closed a referral no agency was working on, with a reason."""
+
+    reason = Code(CloseReason, required=True)
+    closed_at = UtcDateTime(required=True)
+
+
+class ReferralLinked(Payload):
+    """The referral is the same child's matter as another: its work continues under
+    `linked_to`, and this coordination id is closed."""
+
+    linked_to = fields.UUID(required=True)
+    linked_at = UtcDateTime(required=True)
+
+
+class ReferralFlagsChanged(Payload):
+    """The pipeline row's flags changed; `flags` is the whole current set."""
+
+    flags = fields.List(Code(Flag), required=True, validate=validate.Length(max=len(Flag)))
+    changed_at = UtcDateTime(required=True)
+
+
 # --- case_management ------------------------------------------------------------------
 
 
 class CaseOpened(Payload):
+    """Social services opened a case (an accepted referral, or registered directly); the
+    child's record stays in `case_management`."""
+
     case_id = fields.UUID(required=True)
     status = Code(CaseStatus, required=True)
     opened_at = UtcDateTime(required=True)
 
 
 class CaseStatusChanged(Payload):
+    """A case's workflow status, derived from its record, changed (assessed, plan approved,
+    services under way, closure requested, closed; or back, when a closure is rejected or
+    a closed case reopened). Nothing else of the case travels."""
+
     case_id = fields.UUID(required=True)
     status = Code(CaseStatus, required=True)
     changed_at = UtcDateTime(required=True)
@@ -135,6 +207,13 @@ EVENTS: dict[str, EventSpec] = {
         _spec("referral.received", "referral", ReferralReceived),
         _spec("referral.routed", "referral", ReferralRouted),
         _spec("referral.accepted", "referral", ReferralAccepted),
+        _spec("referral.triaged", "referral", ReferralTriaged),
+        _spec("referral.declined", "referral", ReferralDeclined),
+        _spec("referral.revoked", "referral", ReferralRevoked),
+        _spec("referral.escalated", "referral", ReferralEscalated),
+        _spec("referral.closed", "referral", ReferralClosed),
+        _spec("referral.linked", "referral", ReferralLinked),
+        _spec("referral.flags_changed", "referral", ReferralFlagsChanged),
         _spec("case.opened", "case_management", CaseOpened),
         _spec("case.status_changed", "case_management", CaseStatusChanged),
         _spec("investigation.opened", "justice_liaison", InvestigationOpened),
@@ -145,6 +224,12 @@ EVENTS: dict[str, EventSpec] = {
 }
 
 
+@functools.cache
+def schema_instance(schema: type[Schema]) -> Schema:
+    """One reusable instance per payload schema (they keep no state between calls)."""
+    return schema()
+
+
 def dump_payload(event_type: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """The JSON form of a payload at the current version, checked against its schema.
 
@@ -153,7 +238,7 @@ def dump_payload(event_type: str, payload: dict[str, Any]) -> tuple[int, dict[st
     spec = EVENTS.get(event_type)
     if spec is None:
         raise InvalidEvent({"event_type": [f"Unknown event type {event_type!r}."]})
-    schema = spec.schema()
+    schema = schema_instance(spec.schema)
     try:
         dumped = schema.dump(payload)
         schema.load(dumped)
@@ -176,7 +261,7 @@ def read_event(body: Any) -> Envelope:
     if schema is None:
         raise InvalidEvent({"schema_version": [f"Version {envelope.schema_version} unknown."]})
     try:
-        payload = schema().load(envelope.payload)
+        payload = schema_instance(schema).load(envelope.payload)
     except ValidationError as exc:
         raise InvalidEvent({"payload": exc.normalized_messages()}) from None
     return Envelope(**{**envelope.__dict__, "payload": payload})

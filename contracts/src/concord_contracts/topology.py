@@ -58,6 +58,25 @@ MONITOR_QUEUE = "concord.monitor.events"
 MONITOR_MAX_LENGTH = 100_000
 
 
+# The urgent lane. An event the producer marks urgent (an outbox row whose priority is at
+# least URGENT_PRIORITY: a child in immediate danger) is published with the routing key
+# `urgent.<event_type>` and lands in each consumer's `concord.<service>.events.urgent`
+# queue, which the kit's EventQueue consumes on a connection and prefetch of its own: it
+# never waits behind a bulk import queued in the main queue. Anything binding `#` (the
+# monitor tap) sees both lanes.
+URGENT_PREFIX = "urgent."
+URGENT_PRIORITY = 9
+
+
+def routing_key(event_type: str, priority: int = 0) -> str:
+    """The routing key an event is published with: its type, prefixed in the urgent lane."""
+    return f"{URGENT_PREFIX}{event_type}" if priority >= URGENT_PRIORITY else event_type
+
+
+def event_type_of(key: str) -> str:
+    return key.removeprefix(URGENT_PREFIX)
+
+
 def events_exchange() -> Exchange:
     return Exchange(EVENTS_EXCHANGE, type="topic", durable=True)
 
@@ -72,6 +91,37 @@ def retry_queue_name(service: str) -> str:
 
 def dead_queue_name(service: str) -> str:
     return f"{queue_name(service)}.dead"
+
+
+def urgent_queue_name(service: str) -> str:
+    return f"{queue_name(service)}.urgent"
+
+
+def urgent_retry_queue_name(service: str) -> str:
+    return f"{urgent_queue_name(service)}.retry"
+
+
+def urgent_queues(service: str) -> tuple[Queue, Queue]:
+    """The urgent lane of one consuming service: its queue and its retry queue (a failed
+    urgent event waits out its back-off and comes back to the urgent queue, not behind the
+    main one). Parked urgent events share the service's parking queue."""
+    urgent = Queue(
+        urgent_queue_name(service), exchange=events_exchange(), bindings=[], durable=True
+    )
+    retry = Queue(
+        urgent_retry_queue_name(service),
+        durable=True,
+        queue_arguments={
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": urgent_queue_name(service),
+        },
+    )
+    return urgent, retry
+
+
+def all_queues(service: str) -> tuple[Queue, ...]:
+    """Every queue of one consuming service, both lanes."""
+    return (*service_queues(service), *urgent_queues(service))
 
 
 def service_queues(service: str) -> tuple[Queue, Queue, Queue]:
@@ -123,13 +173,17 @@ def declare(amqp_uri: str) -> list[str]:
         monitor.declare()
         declared.append(MONITOR_QUEUE)
         for service, event_types in CONSUMERS.items():
-            for queue in service_queues(service):
+            for queue in all_queues(service):
                 bound = queue(channel)
                 bound.declare()
                 declared.append(queue.name)
             main = service_queues(service)[0](channel)
+            urgent = urgent_queues(service)[0](channel)
             for event_type in event_types:
                 main.bind_to(exchange=EVENTS_EXCHANGE, routing_key=event_type)
                 declared.append(f"{queue_name(service)} <- {event_type}")
+                key = routing_key(event_type, URGENT_PRIORITY)
+                urgent.bind_to(exchange=EVENTS_EXCHANGE, routing_key=key)
+                declared.append(f"{urgent_queue_name(service)} <- {key}")
         channel.close()
     return declared

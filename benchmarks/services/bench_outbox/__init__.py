@@ -1,0 +1,1 @@
+"""A benchmark service (benchmarks/pipeline.py); not part of Concord."""
