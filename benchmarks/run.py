@@ -65,7 +65,7 @@ def table(results: dict) -> str:
         shown.add(key.split(".")[0])
         lines.append(f"{key:44} {_text(value):>14}  {target:>10}  {verdict}")
     for key, value in results.items():
-        if key in shown or key.startswith("_") or key in ("machine", "mode", "when"):
+        if key in shown or key.startswith("_") or key in ("machine", "mode", "when", "profiles"):
             continue
         if isinstance(value, dict):
             for sub, inner in value.items():
@@ -83,7 +83,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def profile(seconds: int = 10) -> dict[str, str]:
+def profile(seconds: int = 10) -> dict[str, Any]:
     """py-spy flame data of each side of Concord's path while it carries events."""
     outputs: dict[str, str] = {}
     import threading
@@ -127,7 +127,37 @@ def profile(seconds: int = 10) -> dict[str, str]:
         )
         outputs[label] = str(path)
     worker.join()
-    return outputs
+    return {label: {"file": path, **summarise(path)} for label, path in outputs.items()}
+
+
+def summarise(path: str, top: int = 25) -> dict[str, Any]:
+    """A py-spy raw profile as the share of samples spent in each function, itself included
+    (inclusive) and on its own (self): what to read first when a figure falls short."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    with open(path) as lines:
+        for line in lines:
+            stack, _, count = line.rstrip().rpartition(" ")
+            if not stack:
+                continue
+            samples = int(count)
+            total += samples
+            frames = [
+                frame.split(" (")[0] + " (" + frame.rsplit("/", 1)[-1].split(":")[0]
+                if " (" in frame
+                else frame
+                for frame in stack.split(";")
+            ]
+            own[frames[-1]] = own.get(frames[-1], 0) + samples
+            for frame in set(frames):
+                inclusive[frame] = inclusive.get(frame, 0) + samples
+
+    def share(counts: dict[str, int]) -> dict[str, float]:
+        ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+        return {frame: round(n / total, 3) for frame, n in ranked}
+
+    return {"samples": total, "inclusive": share(inclusive), "self": share(own)}
 
 
 def _running(pattern: str) -> int | None:
@@ -162,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.time() - started, 1)
     results.pop("_pids", None)
     print(table(results))
+    for label, figures in results.get("profiles", {}).items():
+        print(f"\nprofile of the {label} ({figures['samples']} samples), inclusive share:")
+        for frame, share in list(figures["inclusive"].items())[:15]:
+            print(f"  {share:6.1%}  {frame}")
     path = env.VAR / "results.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nwritten to {path.relative_to(env.REPO)} ({results['seconds']} s)")

@@ -56,11 +56,14 @@ class CpuMeter:
         times = process.cpu_times()
         return times.user + times.system
 
-    def busy(self, seconds: float) -> dict[str, float]:
-        return {
-            name: round((self._cpu(p) - self._start[name]) / seconds, 2)
-            for name, p in self._processes.items()
-        }
+    def busy(self, seconds: float) -> dict[str, float | None]:
+        busy: dict[str, float | None] = {}
+        for name, process in self._processes.items():
+            try:
+                busy[name] = round((self._cpu(process) - self._start[name]) / seconds, 2)
+            except psutil.Error:  # it went away meanwhile
+                busy[name] = None
+        return busy
 
 
 def broker_pid() -> dict[str, int]:

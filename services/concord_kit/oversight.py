@@ -69,4 +69,3 @@ def records_by_referral(
 
 def _iso(value: dt.datetime) -> str:
     return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
-

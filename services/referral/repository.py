@@ -122,6 +122,9 @@ class DuplicatePair:
     status: str
 
 
+INTAKE_QUEUE_LIMIT = 200
+
+
 class ReferralRepository:
     def __init__(self, session: Session):
         self.session = session
@@ -785,9 +788,15 @@ class ReferralRepository:
             .join(agency_statuses, agency_statuses.c.coordination_id == pipeline.c.coordination_id)
             .where(agency_statuses.c.agency == str(agency))
             .where(agency_statuses.c.routed.is_(True))
+            # What still waits for an answer first, most urgent first; a bounded list, so a
+            # bulk import never makes the page unusable.
             .order_by(
-                pipeline.c.urgency_rank, pipeline.c.received_at.desc(), pipeline.c.coordination_id
+                (agency_statuses.c.status != AgencyStatus.pending_acceptance.value),
+                pipeline.c.urgency_rank,
+                pipeline.c.received_at.desc(),
+                pipeline.c.coordination_id,
             )
+            .limit(INTAKE_QUEUE_LIMIT)
         ).mappings()
         return [
             {

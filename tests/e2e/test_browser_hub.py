@@ -177,6 +177,11 @@ def test_the_intake_officer_links_a_possible_duplicate(running_system):
     # One child, reported by a helpline and by a school within minutes.
     child = make_child()
     child["given_name"] = child["given_name"] + "vekta"  # unlike any other test's child
+    # Matching needs the full identity (docs/interfaces/referral.md): a name and an age alone
+    # never match, by design.
+    child["family_name"] = child.get("family_name") or "Orvandi"
+    child.pop("age_years", None)
+    child["date_of_birth"] = child.get("date_of_birth") or "2013-05-17"
     first = running_system.submit_referral(
         make_referral(channel="helpline", child=child, categories=["cyberstalking"])
     )

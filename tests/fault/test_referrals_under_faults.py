@@ -42,7 +42,13 @@ from tests.fault import chaos
 from tests.fault.conftest import SUMMARIES, referrals_to_run
 from tests.synthetic import make_referral
 
-pytestmark = [pytest.mark.fault, pytest.mark.e2e]
+# The flow's own pace (about ten requests a second through one gateway on two cores, three
+# requests a referral) plus the faults and the settling: well past the default 300 s at 2,000.
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.e2e,
+    pytest.mark.timeout(600 + 2 * referrals_to_run()),
+]
 
 CLIENTS = 8
 RETRY_FOR_SECONDS = 240

@@ -218,7 +218,10 @@ def test_each_routed_agency_sees_it_in_its_intake_queue(service):
     ids = [item["coordination_id"] for item in social_queue]
     assert urgent["coordination_id"] in ids and normal["coordination_id"] in ids
     assert ids.index(urgent["coordination_id"]) < ids.index(normal["coordination_id"])
-    urgencies = [item["urgency"] for item in social_queue]
+    # What still waits comes first, most urgent first; answered referrals after.
+    waiting = [item["status"] == "pending_acceptance" for item in social_queue]
+    assert waiting == sorted(waiting, reverse=True)
+    urgencies = [item["urgency"] for item in social_queue if item["status"] == "pending_acceptance"]
     rank = {"immediate_danger": 0, "high": 1, "normal": 2}
     assert urgencies == sorted(urgencies, key=rank.get)
     item = social_queue[ids.index(normal["coordination_id"])]

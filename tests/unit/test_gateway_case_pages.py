@@ -941,3 +941,20 @@ def test_each_page_has_unique_ids_and_every_label_and_description_points_somewhe
     dangling = [ref for refs in references for ref in refs.split() if ref not in ids]
     assert dangling == []
     assert html.count("<h1>") == 1 and '<main id="main"' in html
+
+
+@pytest.mark.parametrize(
+    ("said", "kind"),
+    [
+        (case_pages.STALE_VERSION, case_pages.STALE_VERSION),
+        ("the case changed since it was read (version 5, not 4): read it again", "stale_version"),
+        (case_pages.FOUR_EYES, case_pages.FOUR_EYES),
+        ("another supervisor decides on a plan this supervisor wrote", "four_eyes"),
+        ("a closed case is not assigned", ""),
+    ],
+)
+def test_a_409_is_told_apart_by_its_kind_never_shown_as_written(said, kind):
+    conflict = kit.Conflict(said)
+    assert case_pages.conflict_kind(conflict) == kind
+    ex = exchange(lang="fr")
+    assert said not in case_pages.conflict_message(ex, conflict)
