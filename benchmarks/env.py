@@ -5,6 +5,10 @@ machine's broker and database server, its own var directory, so that it never to
     CONCORD_BENCH_AMQP_URI   default amqp://guest:guest@127.0.0.1:5672/concord_bench
     CONCORD_BENCH_PG_URL     default postgresql+psycopg2://postgres@127.0.0.1:5432
     CONCORD_BENCH_HTTP_PORT  default 18950 (the gateway of the whole-system measurements)
+
+With CONCORD_TEST_NAMESPACE=<ns> set (as for the tests), every name gets the namespace:
+vhost `concord_bench_<ns>`, databases `concord_bench_<ns>_*`, `var/bench/<ns>/`, so two
+engineers' benchmark runs on one machine never empty each other's queues.
 """
 
 from __future__ import annotations
@@ -27,17 +31,24 @@ import sqlalchemy as sa
 from benchmarks.services_path import SERVICES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-VAR = REPO / "var" / "bench"
+NAMESPACE = os.environ.get("CONCORD_TEST_NAMESPACE", "").strip()
+PREFIX = f"concord_bench_{NAMESPACE}" if NAMESPACE else "concord_bench"
+VAR = REPO / "var" / "bench" / NAMESPACE if NAMESPACE else REPO / "var" / "bench"
 BIN = Path(sys.executable).parent
-VHOST = "concord_bench"
+VHOST = PREFIX
 AMQP_URI = os.environ.get("CONCORD_BENCH_AMQP_URI", f"amqp://guest:guest@127.0.0.1:5672/{VHOST}")
 PG_URL = os.environ.get("CONCORD_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-HTTP_PORT = int(os.environ.get("CONCORD_BENCH_HTTP_PORT", "18950"))
+HTTP_PORT = int(
+    os.environ.get(
+        "CONCORD_BENCH_HTTP_PORT",
+        str(18950 + sum(NAMESPACE.encode()) % 1000 + 1) if NAMESPACE else "18950",
+    )
+)
 MANAGEMENT = "http://127.0.0.1:15672/api"
 
 
 def database_url(name: str) -> str:
-    return f"{PG_URL}/concord_bench_{name}"
+    return f"{PG_URL}/{PREFIX}_{name}"
 
 
 def ensure_vhost() -> None:
@@ -61,7 +72,7 @@ def delete_queues() -> None:
 
 
 def fresh_database(name: str) -> str:
-    """An empty database `concord_bench_<name>` (created where missing); its URL."""
+    """An empty database `<PREFIX>_<name>` (created where missing); its URL."""
     url = database_url(name)
     database = url.rsplit("/", 1)[1]
     admin = sa.create_engine(f"{PG_URL}/postgres", isolation_level="AUTOCOMMIT")

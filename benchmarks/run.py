@@ -191,12 +191,15 @@ def main(argv: list[str] | None = None) -> int:
         results["profiles"] = profile()
     results["seconds"] = round(time.time() - started, 1)
     results.pop("_pids", None)
+    path = env.VAR / "results.json"
+    if args.only and path.exists():
+        # One part measured again: the other part's figures of the last run are kept.
+        results = {**json.loads(path.read_text()), **results}
     print(table(results))
     for label, figures in results.get("profiles", {}).items():
         print(f"\nprofile of the {label} ({figures['samples']} samples), inclusive share:")
         for frame, share in list(figures["inclusive"].items())[:15]:
             print(f"  {share:6.1%}  {frame}")
-    path = env.VAR / "results.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nwritten to {path.relative_to(env.REPO)} ({results['seconds']} s)")
     return 0

@@ -14,8 +14,6 @@ import statistics
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +22,7 @@ import psutil
 import sqlalchemy as sa
 
 from benchmarks import env
+from tests.http_client import Http
 
 SERVICES = ("referral", "case_management", "justice_liaison", "cross_border", "gateway")
 PASSWORD = "concord-bench-password"
@@ -33,38 +32,6 @@ BATCH_ROUTE = "/api/v1/referrals:batch"
 
 def not_measurable(what: str) -> str:
     return f"not measurable yet: {what}"
-
-
-class Http:
-    def __init__(self, base: str):
-        self.base = base
-        self.tokens: dict[str, str] = {}
-
-    def request(self, method: str, path: str, body: Any = None, user: str | None = None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if user:
-            request.add_header("Authorization", f"Bearer {self.token(user)}")
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                payload = response.read()
-                return response.status, json.loads(payload) if payload else None
-        except urllib.error.HTTPError as error:
-            payload = error.read()
-            try:
-                return error.code, json.loads(payload)
-            except ValueError:
-                return error.code, payload.decode(errors="replace")
-
-    def token(self, user: str) -> str:
-        if user not in self.tokens:
-            status, body = self.request(
-                "POST", "/api/v1/auth/token", {"username": user, "password": PASSWORD}
-            )
-            assert status == 200, body
-            self.tokens[user] = body["access_token"]
-        return self.tokens[user]
 
 
 def environment() -> dict[str, str]:
@@ -99,7 +66,7 @@ def running_system():
     concord(values, "migrate")
     concord(values, "seed")
     concord(values, "run", "--background")
-    http = Http(f"http://127.0.0.1:{env.HTTP_PORT}")
+    http = Http(f"http://127.0.0.1:{env.HTTP_PORT}", PASSWORD, timeout=120)
     try:
         env.wait_until(
             lambda: http.request("GET", "/healthz")[0] == 200, 120, "the system healthy", 0.5
@@ -178,11 +145,28 @@ def patient(http: Http, method: str, path: str, body: Any, user: str, tries: int
     """A request tried again while it is answered 502/503 (a service restarting: this machine
     is shared, and other runs restart its broker); the figure then includes the wait."""
     for _ in range(tries - 1):
-        status, answer = http.request(method, path, body, user)
+        status, answer = http.request(method, path, body, user=user)
         if status not in (502, 503):
             return status, answer
         time.sleep(1)
-    return http.request(method, path, body, user)
+    return http.request(method, path, body, user=user)
+
+
+SIGN_IN_USERS = ("intake", "social", "social2", "supervisor", "supervisor2", "police")
+
+
+def signin_load(http: Http, clients: int = 6, rounds: int = 5) -> dict:
+    """`clients` people signing in at once, `rounds` times each: each sign-in is an argon2
+    verification, the largest piece of the gateway's memory while it runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(index: int) -> None:
+        http.token(SIGN_IN_USERS[index % len(SIGN_IN_USERS)])
+
+    started = time.time()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(clients * rounds)))
+    return {"signins_per_s": round(clients * rounds / (time.time() - started), 1)}
 
 
 def flow_load(http: Http, count: int, clients: int = 6) -> dict:
@@ -224,11 +208,14 @@ def bulk_and_urgent(http: Http, count: int, has_batch: bool) -> dict:
                 "POST",
                 "/api/v1/referrals",
                 referral_body(10_000 + index, "immediate_danger"),
-                "intake",
+                user="intake",
             )
             if status == 201:
                 cid = receipt["coordination_id"]
-                while http.request("GET", f"/api/v1/pipeline/{cid}", None, "coordinator")[0] != 200:
+                while (
+                    http.request("GET", f"/api/v1/pipeline/{cid}", None, user="coordinator")[0]
+                    != 200
+                ):
                     time.sleep(0.005)
                 latencies.append((time.perf_counter() - started) * 1000)
             index += 1
@@ -241,7 +228,7 @@ def bulk_and_urgent(http: Http, count: int, has_batch: bool) -> dict:
     chunk = 1000
     for offset in range(0, count, chunk):
         reports = [platform_report(i, run) for i in range(offset, min(count, offset + chunk))]
-        status, result = http.request("POST", BATCH_ROUTE, reports, "intake")
+        status, result = http.request("POST", BATCH_ROUTE, reports, user="intake")
         if status != 200:
             done.set()
             return {
@@ -279,6 +266,7 @@ def run(quick: bool) -> dict:
         time.sleep(3)
         idle = rss_now(pids)
         with RssSampler(pids) as sampler:
+            results.update(signin_load(http))
             results.update(flow_load(http, 24 if quick else 200))
             results.update(bulk_and_urgent(http, 1_000 if quick else 20_000, has_batch))
         results["rss_mb"] = {
@@ -287,6 +275,7 @@ def run(quick: bool) -> dict:
         results.update(
             pipeline_query(http, values, 50_000 if quick else 1_000_000, 3 if quick else 10)
         )
+        results.update(intake_queue(http, values, 3 if quick else 10))
     return results
 
 
@@ -337,7 +326,8 @@ def grow_referral_tables(url: str, rows: int) -> int:
             conn.execute(
                 sa.text(
                     "CREATE TEMP TABLE bench_map AS SELECT coordination_id AS old, "
-                    "md5(random()::text || clock_timestamp()::text)::uuid::text AS new "
+                    "md5(random()::text || clock_timestamp()::text)::uuid::text AS new, "
+                    "random() * interval '90 days' AS shift "
                     "FROM pipeline LIMIT :n"
                 ),
                 {"n": take},
@@ -357,6 +347,13 @@ def grow_referral_tables(url: str, rows: int) -> int:
                 )
         conn.execute(sa.text("ANALYZE"))
         count = conn.execute(sa.text("SELECT count(*) FROM pipeline")).scalar_one()
+    # The copies went around the hub: its counts per stage are counted again from the rows.
+    from sqlalchemy.orm import Session
+
+    from referral.repository import ReferralRepository
+
+    with Session(engine) as session, session.begin():
+        ReferralRepository(session).recount()
     engine.dispose()
     return int(count)
 
@@ -365,8 +362,11 @@ def _copied(table: str, column: str) -> str:
     """A copied column; keys that must stay unique get the new id appended."""
     if column in ("idempotency_key", "external_reference"):
         return f'CASE WHEN t."{column}" IS NULL THEN NULL ELSE left(m.new, 36) END'
-    if column in ("received_at",):
-        return f"t.\"{column}\" - (random() * interval '90 days')"
+    if column in ("received_at", "updated_at"):
+        # One shift per copied referral: every table holding its time agrees on it, and
+        # the copies are older referrals, not a million changes in the last seconds (what
+        # the board's `pipeline_version` counts).
+        return f't."{column}" - m.shift'
     return f't."{column}"'
 
 
@@ -381,7 +381,7 @@ QUERIES = (
 
 
 def pipeline_query(http: Http, values: dict[str, str], rows: int, rounds: int = 10) -> dict:
-    status, page = http.request("GET", "/api/v1/pipeline?limit=1", None, "coordinator")
+    status, page = http.request("GET", "/api/v1/pipeline?limit=1", None, user="coordinator")
     if status != 200:
         return {"pipeline_query_ms": not_measurable(f"GET /api/v1/pipeline answered {status}")}
     url = values["CONCORD_REFERRAL_DATABASE_URL"]
@@ -393,21 +393,75 @@ def pipeline_query(http: Http, values: dict[str, str], rows: int, rounds: int = 
                 f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in query.items()
             )
             started = time.perf_counter()
-            status, page = http.request("GET", f"/api/v1/pipeline?{text}", None, "coordinator")
+            status, page = http.request("GET", f"/api/v1/pipeline?{text}", None, user="coordinator")
             timings.append((time.perf_counter() - started) * 1000)
             if status != 200:
                 return {"pipeline_query_ms": not_measurable(f"the query answered {status}: {page}")}
             if round_ == 0 and page.get("next_cursor"):
                 cursor = page["next_cursor"]
                 started = time.perf_counter()
-                http.request("GET", f"/api/v1/pipeline?{text}&cursor={cursor}", None, "coordinator")
+                http.request(
+                    "GET", f"/api/v1/pipeline?{text}&cursor={cursor}", None, user="coordinator"
+                )
                 timings.append((time.perf_counter() - started) * 1000)
     ordered = sorted(timings)
     return {
         "pipeline_query_ms": {
             "p50": round(statistics.median(ordered), 1),
-            "p95": round(ordered[int(len(ordered) * 0.95) - 1], 1),
+            "p95": p95(timings),
             "rows": held,
             "samples": len(ordered),
+        }
+    }
+
+
+def p95(timings: list[float]) -> float:
+    ordered = sorted(timings)
+    return round(ordered[int(len(ordered) * 0.95) - 1], 1)
+
+
+# --- an agency's waiting list on the same rows --------------------------------------------
+
+# Who reads each agency's waiting list (the seeded demo accounts).
+AGENCY_READERS = {"social_services": "social", "justice": "police"}
+LATER_PAGE = 20
+
+
+def intake_queue(http: Http, values: dict[str, str], rounds: int = 10) -> dict:
+    """`GET /api/v1/intake` of the agency most of the grown rows are routed to: its first
+    page and its 20th (the cursor found once beforehand), `rounds` times each, through the
+    gateway as that agency's worker asks. Reported only: there is no target yet."""
+    engine = sa.create_engine(values["CONCORD_REFERRAL_DATABASE_URL"], poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        agency, routed = conn.execute(
+            sa.text(
+                "SELECT agency, count(*) FROM agency_statuses WHERE routed "
+                "GROUP BY agency ORDER BY count(*) DESC LIMIT 1"
+            )
+        ).one()
+    engine.dispose()
+    user = AGENCY_READERS[agency]
+    pages = ["/api/v1/intake?limit=50"]
+    while len(pages) < LATER_PAGE:
+        status, page = http.request("GET", pages[-1], None, user=user)
+        if status != 200 or not page.get("next_cursor"):
+            return {"intake_queue_ms": not_measurable(f"page {len(pages)} answered {status}")}
+        pages.append(f"/api/v1/intake?limit=50&cursor={page['next_cursor']}")
+    timings: dict[str, list[float]] = {"first_page": [], "later_page": []}
+    for _ in range(rounds):
+        for which, path in (("first_page", pages[0]), ("later_page", pages[-1])):
+            started = time.perf_counter()
+            status, page = http.request("GET", path, None, user=user)
+            timings[which].append((time.perf_counter() - started) * 1000)
+            if status != 200:
+                return {"intake_queue_ms": not_measurable(f"the queue answered {status}")}
+    return {
+        "intake_queue_ms": {
+            "first_page_p95": p95(timings["first_page"]),
+            "later_page_p95": p95(timings["later_page"]),
+            "later_page": LATER_PAGE,
+            "agency": agency,
+            "routed": int(routed),
+            "samples": rounds,
         }
     }

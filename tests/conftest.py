@@ -34,6 +34,13 @@ HTTP_PORT = int(
 )
 
 
+# What a run leaves for a person to read (service logs, screenshots, summaries); several
+# runs share one checkout, so a namespaced run keeps its own.
+ARTIFACTS = (
+    REPO / "var" / "test-artifacts" / NAMESPACE if NAMESPACE else REPO / "var" / "test-artifacts"
+)
+
+
 def database_url(service: str) -> str:
     return f"{PG_URL}/concord_test{_SUFFIX}_{service}"
 

@@ -26,6 +26,20 @@ services. Nobody else, whatever their role; every read and every refusal is audi
 
 Beside its own cases, the service keeps where its partners stand on each referral (the
 investigation, requests abroad), from their status events: see `concord_kit.partners`.
+
+The hub's decisions on the referral are followed (`Case.referral_withdrawn`).
+When the hub *revokes* the routing to social services (consent withdrawn, sent in error,
+a better agency, no longer needed) or records that social services *declined* it (a
+colleague declining at the hub while another opened the case), the agency no longer holds
+the referral. A case nobody has worked on yet (nothing changed or noted since it opened)
+closes with it: there is no mandate left and nothing is lost. A case already worked on
+stays open and carries the withdrawal, for its social worker and supervisors to decide:
+what the work found may need the case whatever the hub decided, and a closure goes
+through its usual four eyes. A later routing to social services lifts that mark; a case
+the withdrawal closed opens again when social services accept the referral once more (one
+case per referral, its reopening recorded). Only the hub's newest word counts (its
+sequence): a late, older decision changes nothing.
+
 Time comes in as an argument (`now`, `today`): the domain never reads a clock.
 """
 
@@ -60,6 +74,7 @@ from concord_contracts.codes import (
     ServiceStatus,
     ViewsNotRecorded,
 )
+from concord_contracts.hub_decisions import HubDecision
 
 AGENCY = Agency.social_services
 """The agency this service works for: the key of its own status in everyone's pipeline."""
@@ -97,6 +112,10 @@ class CaseError(Exception):
 
 class WrongState(CaseError):
     """The case (or the plan, service, follow-up) is not in a state that allows this."""
+
+
+class FourEyes(WrongState):
+    """A supervisor deciding on what they wrote or requested themselves."""
 
 
 class InvalidField(CaseError):
@@ -383,6 +402,20 @@ class Note:
         return cls(uuid.uuid4(), case.case_id, text, author.user_id, now)
 
 
+REOPENED_ROUTED_AGAIN = "the hub routed the referral to social services again"
+"""The reopening's reason when the case opens again on a new acceptance."""
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A hub decision as the case keeps it: `case_closed` when the case closed with it."""
+
+    kind: AgencyStatus
+    reason: str | None
+    decided_at: dt.datetime
+    case_closed: bool
+
+
 @dataclass(frozen=True)
 class Due:
     """What is due next on a case, and how much is overdue."""
@@ -494,6 +527,7 @@ class Case:
     reopenings: list[Reopening] = field(default_factory=list)
     assignments: list[Assignment] = field(default_factory=list)
     notes_count: int = 0
+    withdrawal: Withdrawal | None = None  # the hub's last word, when it took the referral back
     # Rows to insert on save (history is append-only): assessments, reopenings, assignments.
     new_records: list[Assessment | Reopening | Assignment] = field(
         default_factory=list, repr=False, compare=False
@@ -853,7 +887,7 @@ class Case:
         if plan.state != PlanState.submitted:
             raise WrongState(f"the plan is {plan.state}, not waiting for approval")
         if by.user_id in (plan.written_by, plan.submitted_by):
-            raise WrongState("another supervisor decides on a plan this supervisor wrote")
+            raise FourEyes("another supervisor decides on a plan this supervisor wrote")
         return plan
 
     # --- services ----------------------------------------------------------------------
@@ -1037,11 +1071,58 @@ class Case:
         self.closure_requested_at = None
         self._changed()
 
+    # --- the hub's decisions -----------------------------------------------------------
+
+    @property
+    def untouched(self) -> bool:
+        """Nothing was done on the case since it opened: no change to it, no note."""
+        return self.version == 1 and self.notes_count == 0
+
+    def referral_withdrawn(self, decision: HubDecision, now: dt.datetime) -> Withdrawal | None:
+        """The hub no longer routes the referral to social services (revoked, or declined
+        at the hub). An untouched case closes with it; a case already worked on keeps
+        going and carries the withdrawal for its people to decide. A closed case is left
+        as it is (None: nothing changed)."""
+        if decision.agency != AGENCY:
+            raise ValueError(f"a decision about {decision.agency} is not this case's")
+        if self.is_closed:
+            return None
+        closes = self.untouched
+        self.withdrawal = Withdrawal(decision.kind, decision.reason, decision.at, closes)
+        if closes:
+            self.closed_at = now
+        self._changed()
+        return self.withdrawal
+
+    @property
+    def closed_by_withdrawal(self) -> bool:
+        """Closed because the hub took the referral back before anyone worked on it."""
+        return self.is_closed and self.withdrawal is not None and self.withdrawal.case_closed
+
+    def accepted_again(self, by: Person, now: dt.datetime) -> bool:
+        """Social services accept the referral again, the hub having routed it back after
+        its withdrawal closed the case: the same case opens again (one case per referral),
+        its reopening recorded, the withdrawal gone. True when it did."""
+        if not self.closed_by_withdrawal:
+            return False
+        self.reopen(REOPENED_ROUTED_AGAIN, by, now)
+        self.withdrawal = None
+        return True
+
+    def routed_again(self) -> bool:
+        """The hub routed the referral to social services again, after a withdrawal the
+        case kept working through: the mark goes. True when it did."""
+        if self.withdrawal is None or self.withdrawal.case_closed:
+            return False
+        self.withdrawal = None
+        self._changed()
+        return True
+
     def _requested_closure(self, by: Person) -> Closure:
         if self.closure_requested_at is None or self.closure is None or self.is_closed:
             raise WrongState("no closure is waiting for a decision")
         if by.user_id == self.closure.requested_by:
-            raise WrongState("another supervisor decides on a closure this supervisor requested")
+            raise FourEyes("another supervisor decides on a closure this supervisor requested")
         return self.closure
 
     def _changed(self) -> None:

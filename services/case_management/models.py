@@ -50,6 +50,11 @@ cases = sa.Table(
     sa.Column("sealed_family", sa.Text, nullable=True),
     sa.Column("sealed_people", sa.Text, nullable=True),
     sa.Column("sealed_safety", sa.Text, nullable=True),
+    # --- revision 0003: the hub took the referral back (domain.Withdrawal; codes, a time) ---
+    sa.Column("withdrawal_kind", sa.String(16), nullable=True),
+    sa.Column("withdrawal_reason", sa.String(64), nullable=True),
+    sa.Column("withdrawal_decided_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("withdrawal_closed_case", sa.Boolean, nullable=True),
     sa.UniqueConstraint("coordination_id", name="uq_cases_coordination_id"),
 )
 sa.Index("ix_cases_assigned_to", cases.c.assigned_to, cases.c.status)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
 from case_management.domain import (
@@ -32,6 +33,7 @@ from case_management.domain import (
     Reopening,
     RequestAbroad,
     Service,
+    Withdrawal,
 )
 from case_management.models import (
     case_assessments,
@@ -47,6 +49,7 @@ from case_management.models import (
     requests_abroad,
 )
 from concord_contracts.codes import (
+    AgencyStatus,
     CaseOrigin,
     ClosureReason,
     ClosureWarning,
@@ -113,6 +116,7 @@ class CaseListRow:
     coordination_id: uuid.UUID
     status: str
     origin: str
+    version: int
     opened_at: dt.datetime
     assigned_to: str
     child: dict[str, Any]
@@ -157,8 +161,20 @@ class CaseRepository:
 
     load = get
 
-    def for_referral(self, coordination_id: uuid.UUID) -> Case | None:
-        return self._load(cases.c.coordination_id == str(coordination_id), lock=False)
+    def for_referral(self, coordination_id: uuid.UUID, lock: bool = False) -> Case | None:
+        return self._load(cases.c.coordination_id == str(coordination_id), lock)
+
+    def carries_withdrawal(self, coordination_id: uuid.UUID) -> bool:
+        """Whether the referral's case carries a withdrawal it kept working through (one
+        indexed look, so that a routing event need not load the case)."""
+        found = self.session.execute(
+            sa.select(cases.c.case_id).where(
+                cases.c.coordination_id == str(coordination_id),
+                cases.c.withdrawal_kind.is_not(None),
+                cases.c.withdrawal_closed_case.is_(False),
+            )
+        ).first()
+        return found is not None
 
     def _case_values(self, case: Case, today: dt.date) -> dict[str, Any]:
         due = case.due(today)
@@ -180,6 +196,7 @@ class CaseRepository:
             "sealed_people": crypto.seal({"members": list(case.people)}),
             "sealed_safety": _seal_or_none(dict(case.safety) if case.safety else None),
             **{name: getattr(case, name) for name in MILESTONES},
+            **_withdrawal_values(case.withdrawal),
         }
 
     def _save_parts(self, case: Case) -> None:
@@ -357,6 +374,7 @@ class CaseRepository:
             safety=_unseal_or_none(row["sealed_safety"]),
             assessments_count=int(row["assessments_count"]),
             notes_count=int(row["notes_count"]),
+            withdrawal=_withdrawal(row),
         )
         for name in MILESTONES:
             setattr(case, name, as_utc(row[name]))
@@ -369,16 +387,19 @@ class CaseRepository:
         case.assignments = self._assignments(cid)
         return case
 
+    def _newest(self, table: sa.Table, cid: str, newest_by, *ties) -> RowMapping | None:
+        """The newest row of one of the case's history tables (by `newest_by`, then `ties`)."""
+        query = (
+            sa.select(table)
+            .where(table.c.case_id == cid)
+            .order_by(newest_by.desc(), *ties)
+            .limit(1)
+        )
+        return self.session.execute(query).mappings().first()
+
     def _latest_assessment(self, cid: str) -> Assessment | None:
-        row = (
-            self.session.execute(
-                sa.select(case_assessments)
-                .where(case_assessments.c.case_id == cid)
-                .order_by(case_assessments.c.recorded_at.desc(), case_assessments.c.assessment_id)
-                .limit(1)
-            )
-            .mappings()
-            .first()
+        row = self._newest(
+            case_assessments, cid, case_assessments.c.recorded_at, case_assessments.c.assessment_id
         )
         return _assessment(row) if row else None
 
@@ -391,16 +412,7 @@ class CaseRepository:
         return [_assessment(row) for row in rows]
 
     def _current_plan(self, cid: str) -> Plan | None:
-        row = (
-            self.session.execute(
-                sa.select(case_plans)
-                .where(case_plans.c.case_id == cid)
-                .order_by(case_plans.c.version.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
+        row = self._newest(case_plans, cid, case_plans.c.version)
         if row is None:
             return None
         content = crypto.unseal(row["sealed_content"])
@@ -481,16 +493,7 @@ class CaseRepository:
         return follow_ups
 
     def _last_closure(self, cid: str) -> Closure | None:
-        row = (
-            self.session.execute(
-                sa.select(case_closures)
-                .where(case_closures.c.case_id == cid)
-                .order_by(case_closures.c.requested_at.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
+        row = self._newest(case_closures, cid, case_closures.c.requested_at)
         if row is None:
             return None
         content = crypto.unseal(row["sealed_content"])
@@ -675,6 +678,7 @@ class CaseRepository:
             coordination_id=uuid.UUID(row["coordination_id"]),
             status=row["status"],
             origin=row["origin"],
+            version=int(row["version"]),
             opened_at=as_utc(row["opened_at"]),  # type: ignore[arg-type]
             assigned_to=row["assigned_to"],
             child=crypto.unseal(row["sealed_child"]),
@@ -824,4 +828,24 @@ def _assessment(row) -> Assessment:
         recorded_by=row["recorded_by"],
         recorded_at=as_utc(row["recorded_at"]),  # type: ignore[arg-type]
         digest=row["digest"],
+    )
+
+
+def _withdrawal_values(withdrawal: Withdrawal | None) -> dict[str, Any]:
+    return {
+        "withdrawal_kind": str(withdrawal.kind) if withdrawal else None,
+        "withdrawal_reason": withdrawal.reason if withdrawal else None,
+        "withdrawal_decided_at": withdrawal.decided_at if withdrawal else None,
+        "withdrawal_closed_case": withdrawal.case_closed if withdrawal else None,
+    }
+
+
+def _withdrawal(row: Any) -> Withdrawal | None:
+    if row["withdrawal_kind"] is None:
+        return None
+    return Withdrawal(
+        kind=AgencyStatus(row["withdrawal_kind"]),
+        reason=row["withdrawal_reason"],
+        decided_at=as_utc(row["withdrawal_decided_at"]),  # type: ignore[arg-type]
+        case_closed=bool(row["withdrawal_closed_case"]),
     )

@@ -49,7 +49,7 @@ from concord_kit.errors import (
 )
 from concord_kit.events import on_event
 from concord_kit.identity import Caller
-from concord_kit.partners import view
+from concord_kit.partners import HUB, view
 from concord_kit.rpc import ServiceCall
 from concord_kit.service import ConcordService
 
@@ -86,8 +86,10 @@ def rules() -> Iterator[None]:
         yield
     except domain.InvalidField as exc:
         raise BadInput(exc.as_errors()) from None
+    except domain.FourEyes as exc:
+        raise Conflict(contract.ConflictCode.four_eyes.value, str(exc)) from None
     except domain.WrongState as exc:
-        raise Conflict(str(exc)) from None
+        raise Conflict(contract.ConflictCode.wrong_state.value, str(exc)) from None
     except domain.Missing as exc:
         raise NotFound(str(exc)) from None
 
@@ -117,12 +119,14 @@ class CaseManagementService(ConcordService):
             self._refuse("case.accept", cid, decision.reason)
 
         existing = self._case_for(cid)
-        if existing is not None:
+        if existing is not None and not existing.closed_by_withdrawal:
             return self._receipt(existing)
 
         # The pull is an RPC: never inside a unit of work. The hub checks that the referral
         # was routed to social services and audits the pull.
         details = self.referral.pull_details(str(cid))
+        if existing is not None:
+            return self._accept_again(existing.case_id, caller)
         try:
             child = domain.child_record(cid, details)
         except domain.IncompleteDetails as exc:
@@ -142,6 +146,27 @@ class CaseManagementService(ConcordService):
                 raise
             return self._receipt(existing)
         self.log.info("case_opened", case_id=str(case.case_id), coordination_id=str(cid))
+        return self._receipt(case)
+
+    def _accept_again(self, case_id: uuid.UUID, caller: domain.Person) -> dict:
+        """The hub routed the referral here again after its withdrawal closed the case
+        (the pull just checked it): the same case opens again (domain.Case.accepted_again)."""
+        now = self.clock()
+        with self.db.unit_of_work() as uow:
+            repository = CaseRepository(uow.session)
+            case = repository.get(case_id, lock=True)
+            if case is None:
+                raise NotFound("no such case")
+            before = case.status
+            if case.accepted_again(caller, now):
+                repository.save(case, now.date())
+                uow.audit("case.reopened", case.case_id, reason=domain.REOPENED_ROUTED_AGAIN)
+                uow.publish(
+                    "case.status_changed",
+                    case.coordination_id,
+                    {"case_id": case.case_id, "status": case.status, "changed_at": now},
+                )
+                self.log.info("case_reopened", case_id=str(case.case_id), was=str(before))
         return self._receipt(case)
 
     @rpc
@@ -267,6 +292,7 @@ class CaseManagementService(ConcordService):
                 **self._summary(row, today),
                 "status": row.status,
                 "origin": row.origin,
+                "version": row.version,
                 "opened_at": row.opened_at,
                 "risk_level": row.risk_level,
                 "next_due_on": row.next_due_on,
@@ -298,6 +324,7 @@ class CaseManagementService(ConcordService):
                     **self._summary(row, today),
                     "kind": case.pending_approval,
                     "status": case.status,
+                    "version": case.version,
                     "plan_version": None,
                     "closure_reason": None,
                     "warnings": [],
@@ -593,6 +620,48 @@ class CaseManagementService(ConcordService):
 
     # --- partners -------------------------------------------------------------------
 
+    @on_event("referral.declined")
+    @on_event("referral.revoked")
+    def follow_hub_decision(self, event: Envelope) -> None:
+        """The hub took the referral back from an agency. Every one is a partner status;
+        one about social services, newer than the hub's last word on it, is also applied
+        to the case (domain.Case.referral_withdrawn): audited, and a case it closes
+        announces so, which brings the hub's pipeline along."""
+        now = self.clock()
+        with self.db.unit_of_work() as uow:
+            if not uow.first_delivery(event):
+                return
+            repository = CaseRepository(uow.session)
+            decision = repository.partners.apply_hub_decision(event, domain.AGENCY)
+            if decision is None:
+                return
+            case = repository.for_referral(event.coordination_id, lock=True)
+            if case is None:
+                return  # never accepted here: the hub's word is all there is to keep
+            before = case.status
+            withdrawal = case.referral_withdrawn(decision, now)
+            if withdrawal is None:
+                return
+            repository.save(case, now.date())
+            outcome = "case closed" if withdrawal.case_closed else "case kept open, flagged"
+            uow.audit(
+                "case.referral_withdrawn",
+                case.case_id,
+                reason=f"hub: {decision.kind} ({decision.reason or 'no reason'}); {outcome}",
+            )
+            if case.status != before:
+                uow.publish(
+                    "case.status_changed",
+                    case.coordination_id,
+                    {"case_id": case.case_id, "status": case.status, "changed_at": now},
+                )
+        self.log.info(
+            "referral_withdrawn",
+            case_id=str(case.case_id),
+            kind=str(decision.kind),
+            status=str(case.status),
+        )
+
     # One handler for every partner status this service follows (contracts' topology).
     @on_event("referral.routed")
     @on_event("referral.accepted")
@@ -605,7 +674,9 @@ class CaseManagementService(ConcordService):
             if not uow.first_delivery(event):
                 return
             repository = CaseRepository(uow.session)
-            repository.partners.apply(event, domain.AGENCY)
+            applied = repository.partners.apply(event, domain.AGENCY)
+            if applied and event.event_type == "referral.routed":
+                self._routed_again(uow, repository, event)
             if event.event_type in ("request.filed", "request.status_changed"):
                 payload = event.payload
                 filed = event.event_type == "request.filed"
@@ -619,6 +690,25 @@ class CaseManagementService(ConcordService):
                     instrument=str(payload["instrument"]) if filed else None,
                     executing_country=payload["executing_country"] if filed else None,
                 )
+
+    def _routed_again(self, uow: UnitOfWork, repository: CaseRepository, event: Envelope) -> None:
+        """A routing to social services newer than the hub's last word on it lifts a
+        withdrawal the case kept working through. (The event may have been newer only for
+        the other agencies it names: a later decision about ours then still stands.)"""
+        if not repository.carries_withdrawal(event.coordination_id):
+            return  # nearly always: nothing to lift
+        ours = [
+            s
+            for s in repository.partners.of(event.coordination_id)
+            if s.agency == domain.AGENCY and s.producer == HUB
+        ]
+        if not ours or ours[0].last_sequence != event.sequence:
+            return
+        case = repository.for_referral(event.coordination_id, lock=True)
+        now = self.clock()
+        if case is not None and case.routed_again():
+            repository.save(case, now.date())
+            uow.audit("case.referral_routed_again", case.case_id, reason="hub routed it again")
 
     # --- how every case operation runs ----------------------------------------------
 
@@ -639,8 +729,9 @@ class CaseManagementService(ConcordService):
         def write(case, caller, now, repository, uow) -> str:
             if expected is not None and expected != case.version:
                 raise Conflict(
+                    contract.ConflictCode.stale_version.value,
                     f"the case changed since it was read (version {case.version}, "
-                    f"not {expected}): read it again"
+                    f"not {expected}): read it again",
                 )
             before = case.status
             with rules():
@@ -846,6 +937,7 @@ class CaseManagementService(ConcordService):
                 },
                 "pending_approval": case.pending_approval,
                 "closure": _closure(case.closure) if case.closure else None,
+                "withdrawal": _withdrawal(case.withdrawal) if case.withdrawal else None,
                 "reopenings": [
                     {"reopened_by": r.reopened_by, "reopened_at": r.reopened_at, "reason": r.reason}
                     for r in case.reopenings
@@ -966,6 +1058,15 @@ def _closure(c: domain.Closure) -> dict[str, Any]:
         "decided_at": c.decided_at,
         "comment": c.comment,
         "reject_reason": c.reject_reason,
+    }
+
+
+def _withdrawal(w: domain.Withdrawal) -> dict[str, Any]:
+    return {
+        "kind": w.kind,
+        "reason": w.reason,
+        "decided_at": w.decided_at,
+        "case_closed": w.case_closed,
     }
 
 

@@ -2,10 +2,11 @@
 
 Listing is non-destructive: messages are fetched without acknowledgement and handed back
 (rejected with requeue), so they stay parked in their order. Replay publishes a copy to
-the service's own queue `concord.<service>.events` through the default exchange (so only
-that service sees it again), waits for the broker's confirm, and only then acknowledges
-the parked original: a crash in between leaves a duplicate, which the inbox ignores,
-never a loss.
+the service's own queue of the lane the event was parked from (`concord.<service>.events`,
+or `concord.<service>.events.urgent` for the urgent lane: an urgent event replayed never
+waits behind a bulk import) through the default exchange (so only that service sees it
+again), waits for the broker's confirm, and only then acknowledges the parked original: a
+crash in between leaves a duplicate, which the inbox ignores, never a loss.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ REASON = "x-concord-reason"
 ATTEMPT = "x-concord-attempt"
 FAILED_AT = "x-concord-failed-at"
 REPLAYED_AT = "x-concord-replayed-at"
+# Written by concord_kit.events park(): "main" or "urgent".
+LANE = "x-concord-lane"
+MAIN, URGENT = "main", "urgent"
 # Headers of the failure that a replayed copy leaves behind. Without x-concord-attempt the
 # consumer counts the next delivery as attempt 1 (concord_kit.events); x-death is
 # RabbitMQ's own record of the trips through the retry queue.
@@ -50,6 +54,7 @@ class Parked:
     reason: str | None
     attempt: int | None
     failed_at: str | None
+    lane: str = MAIN
 
 
 def describe(
@@ -79,7 +84,22 @@ def describe(
         reason=_text(headers.get(REASON)),
         attempt=attempt,
         failed_at=_text(headers.get(FAILED_AT)),
+        lane=lane_of(service, headers),
     )
+
+
+def lane_of(service: str, headers: Mapping[str, Any]) -> str:
+    """The lane a parked event came from: the header park() writes; for an event parked
+    before that header existed, its trips through the urgent retry queue (RabbitMQ's
+    x-death) say it; otherwise the main lane."""
+    lane = _text(headers.get(LANE))
+    if lane in (MAIN, URGENT):
+        return lane
+    from concord_contracts.topology import urgent_retry_queue_name
+
+    deaths = headers.get("x-death")
+    queues = {_text(d.get("queue")) for d in deaths or () if isinstance(d, Mapping)}
+    return URGENT if urgent_retry_queue_name(service) in queues else MAIN
 
 
 def _text(value: Any) -> str | None:
@@ -161,11 +181,11 @@ def replay(
     event_id: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> list[Parked]:
-    """Move parked messages back to their service's queue: the one with `event_id`, or all
-    (event_id None). Returns what was replayed."""
+    """Move parked messages back to their service's queue of the lane they were parked
+    from: the one with `event_id`, or all (event_id None). Returns what was replayed."""
     from kombu import Producer
 
-    from concord_contracts.topology import queue_name
+    from concord_contracts.topology import queue_name, urgent_queue_name
 
     replayed: list[Parked] = []
     with _connection(amqp_uri) as conn:
@@ -186,9 +206,10 @@ def replay(
                         for k in COPIED_PROPERTIES
                         if message.properties.get(k) is not None
                     }
+                    lane_queue = urgent_queue_name if parked.lane == URGENT else queue_name
                     producer.publish(
                         message.body,
-                        routing_key=queue_name(service),
+                        routing_key=lane_queue(service),
                         headers=replay_headers(message.headers),
                         content_type=message.content_type,
                         content_encoding=message.content_encoding,

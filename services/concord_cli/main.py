@@ -249,8 +249,11 @@ def _print_parked(parked: list[dlq.Parked], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([dlq.as_dict(p) for p in parked], indent=2))
         return
-    headers = ["SERVICE", "EVENT_ID", "EVENT_TYPE", "ATTEMPT", "FAILED_AT", "REASON"]
-    rows = [[p.service, p.event_id, p.event_type, p.attempt, p.failed_at, p.reason] for p in parked]
+    headers = ["SERVICE", "LANE", "EVENT_ID", "EVENT_TYPE", "ATTEMPT", "FAILED_AT", "REASON"]
+    rows = [
+        [p.service, p.lane, p.event_id, p.event_type, p.attempt, p.failed_at, p.reason]
+        for p in parked
+    ]
     click.echo(format_table(headers, rows))
 
 
@@ -279,7 +282,8 @@ def dlq_list(services: tuple[str, ...], limit: int, as_json: bool) -> None:
 def dlq_replay(
     services: tuple[str, ...], limit: int, event_id: str | None, replay_all: bool
 ) -> None:
-    """Move parked events back to their service's queue, attempt count reset."""
+    """Move parked events back to their service's queue (the urgent lane's for an event
+    parked from it), attempt count reset."""
     if bool(event_id) == replay_all:
         raise click.UsageError("give exactly one of --event-id ID or --all")
     uri = config.load()["AMQP_URI"]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,7 +59,45 @@ def make_engine(url: str) -> sa.Engine:
         return engine
     if parsed.get_backend_name() == "postgresql":
         make_psycopg2_green()  # else each query blocks every green thread of the process
-    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_size=10, max_overflow=10)
+    _ping_after_idle(engine)
+    return engine
+
+
+# A connection given back less than this ago was answering then: it is used without asking.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_after_idle(engine: sa.Engine) -> None:
+    """SQLAlchemy's pre-ping (`SELECT 1` before use; a dead connection invalidates the
+    pool, so a restarted database costs no transaction), for connections idle a while only.
+
+    A busy process reuses its connections within milliseconds, and the ping was a round
+    trip per transaction (a fifth of the benchmark producer's). A database that restarts
+    within a second of a connection's last use fails the one transaction that meets it, as
+    it fails those under way: handlers retry, the gateway answers 503, and the pool is
+    invalidated then as by the ping."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connected(dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection, record, proxy):
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        dialect = engine.dialect
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # As pool_pre_ping does: this connection and every older one are replaced.
+                raise sa.exc.InvalidatePoolError() from exc
+            raise
 
 
 class UnitOfWork:
@@ -69,6 +108,7 @@ class UnitOfWork:
         self._producer = producer
         self._context = context
         self.published: list[uuid.UUID] = []
+        self._outgoing: list[outbox.Pending] = []
 
     def publish(
         self,
@@ -78,8 +118,10 @@ class UnitOfWork:
         *,
         priority: int = 0,
     ) -> uuid.UUID:
-        event_id = outbox.add(
-            self.session,
+        """Put an event in the outbox of this transaction; returns its event_id. The payload
+        is checked now; the row and its `sequence` are written just before the commit, all
+        of this unit of work's events in one insert (`flush`)."""
+        pending = outbox.prepare(
             producer=self._producer,
             event_type=event_type,
             coordination_id=coordination_id,
@@ -88,14 +130,16 @@ class UnitOfWork:
             causation_id=self._context._data.get(CAUSATION_ID),
             priority=priority,
         )
-        self.published.append(event_id)
-        return event_id
+        self._outgoing.append(pending)
+        self.published.append(pending.envelope.event_id)
+        return pending.envelope.event_id
 
     def publish_many(
         self, events: list[tuple[str, uuid.UUID | str, dict[str, Any], int]]
     ) -> list[uuid.UUID]:
         """`publish` for many events `(event_type, coordination_id, payload, priority)` of
         coordination ids minted in this transaction (a bulk intake): two inserts."""
+        self.flush()  # the events published before these go before them
         event_ids = outbox.add_many(
             self.session,
             producer=self._producer,
@@ -105,6 +149,11 @@ class UnitOfWork:
         )
         self.published.extend(event_ids)
         return event_ids
+
+    def flush(self) -> None:
+        """Write the events published so far into the outbox (done before the commit)."""
+        outgoing, self._outgoing = self._outgoing, []
+        outbox.insert(self.session, outgoing)
 
     def first_delivery(self, event: Envelope) -> bool:
         """Record the event in the inbox; False when it was applied before (a redelivery)."""
@@ -165,23 +214,48 @@ class UnitOfWork:
         )
 
 
+class SharedTransaction:
+    """One transaction in which the handlers of a batch of events run one after another
+    (`concord_kit.events`): it commits once all of them succeeded, and only then are their
+    messages acknowledged; a failure rolls all of it back."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.published = False
+
+
 class DatabaseAccess:
     """What a worker holds as `self.db`."""
 
-    def __init__(self, provider: Database, context: CallContext):
+    def __init__(
+        self, provider: Database, context: CallContext, shared: SharedTransaction | None = None
+    ):
         self._provider = provider
         self._context = context
+        self._shared = shared
 
     @contextlib.contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
+        if self._shared is not None:
+            # An event of a batch: the batch's transaction, which commits (and wakes the
+            # relay) once every event of the batch has been handled.
+            uow = UnitOfWork(self._shared.session, self._provider.service_name, self._context)
+            yield uow
+            uow.flush()
+            self._shared.published = self._shared.published or bool(uow.published)
+            return
         with self._provider.transaction() as session:
             uow = UnitOfWork(session, self._provider.service_name, self._context)
             yield uow
+            uow.flush()
         if uow.published:
             self._provider.wake_relay()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
+        if self._shared is not None:
+            yield self._shared.session  # sees what the batch's earlier events changed
+            return
         with self._provider.transaction() as session:
             yield session
 
@@ -208,6 +282,7 @@ class Database(DependencyProvider):
         self.engine: sa.Engine | None = None
         self._relay: outbox.Relay | None = None
         self._green_lock: Semaphore | None = None
+        self._joined: dict[int, SharedTransaction] = {}
 
     @property
     def service_name(self) -> str:
@@ -253,5 +328,29 @@ class Database(DependencyProvider):
             if lock is not None:
                 lock.release()
 
+    @contextlib.contextmanager
+    def shared_transaction(self) -> Iterator[SharedTransaction]:
+        """A transaction for a batch of events (`apply_in` each one); commits on leaving."""
+        with self.transaction() as session:
+            shared = SharedTransaction(session)
+            yield shared
+        if shared.published:
+            self.wake_relay()
+
+    def apply_in(
+        self, shared: SharedTransaction, event: object, handle: Callable[[], BaseException | None]
+    ) -> BaseException | None:
+        """Run `handle` (runs the worker of `event`; returns its error) in `shared`, the
+        worker's units of work joining it. Returns the handler's error: the caller then rolls
+        the whole transaction back."""
+        self._joined[id(event)] = shared
+        try:
+            return handle()
+        finally:
+            del self._joined[id(event)]
+
     def get_dependency(self, worker_ctx) -> DatabaseAccess:
-        return DatabaseAccess(self, CallContext(worker_ctx.data))
+        # A worker of an event being applied in a batch's transaction (`apply_in`) finds it
+        # by its event (the object itself: a message redelivered alongside is another one).
+        shared = self._joined.get(id(worker_ctx.args[0])) if worker_ctx.args else None
+        return DatabaseAccess(self, CallContext(worker_ctx.data), shared)

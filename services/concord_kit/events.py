@@ -8,16 +8,28 @@ A message is acknowledged only after its handler returned (its transaction commi
 after a copy was confirmed into the retry queue (back-off, then back to the main queue) or,
 when it can never succeed, into the parking queue with the reason. nameko's own event
 handler acknowledges a failed message and the event is gone; this one does not.
+
+Events that arrive together are applied together: each lane hands the messages the broker
+has delivered (up to `EVENT_BATCH_SIZE`) to their handlers one after another inside one
+database transaction (`Database.shared_transaction`), then commits once and acknowledges
+them. When a handler fails, or the commit does, the whole batch is rolled back (nothing of
+it was acknowledged) and each event handled again alone, in its own transaction, as a
+single delivery always is: the failing one is retried or parked, the others commit.
+Handlers are written as before: their `self.db.unit_of_work()` joins the batch's
+transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from functools import partial
+from typing import NamedTuple
 
 import structlog
 from kombu import Queue
 from nameko.amqp.consume import Consumer as ConsumerCore
+from nameko.containers import WorkerContext
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import Entrypoint, ProviderCollector, SharedExtension
 
@@ -32,6 +44,7 @@ from concord_contracts.topology import (
 )
 from concord_kit.bus import BusPublisher
 from concord_kit.config import amqp_uri, setting
+from concord_kit.db import Database
 from concord_kit.errors import ConcordError
 from concord_kit.identity import CORRELATION_ID
 
@@ -41,10 +54,16 @@ ATTEMPT_HEADER = "x-concord-attempt"
 REASON_HEADER = "x-concord-reason"
 FAILED_AT_HEADER = "x-concord-failed-at"
 SERVICE_HEADER = "x-concord-service"
+# The lane a parked event came from, so that a replay sends it back to that lane.
+LANE_HEADER = "x-concord-lane"
 # Wait before attempts 2, 3, 4, 5; after the last, the message is parked.
 DEFAULT_BACKOFF_SECONDS = (1, 5, 15, 60)
 # The two lanes a service consumes (concord_contracts.topology, the urgent lane).
 MAIN, URGENT = "main", "urgent"
+# Messages the broker may hand a lane before their acknowledgements, and the most events
+# applied in one transaction (measured: benchmarks/, docs/reliability.md).
+DEFAULT_PREFETCH_COUNT = 100
+DEFAULT_BATCH_SIZE = 50
 
 
 def backoff_schedule() -> tuple[float, ...]:
@@ -102,17 +121,23 @@ class EventQueue(SharedExtension, ProviderCollector):
         service = self.container.service_name
         self.queue_name = queue_name(service)
         self.publisher = BusPublisher(amqp_uri())
+        self.batch_size = max(1, int(setting("EVENT_BATCH_SIZE", DEFAULT_BATCH_SIZE)))
+        self.database = next(
+            (d for d in self.container.dependencies if isinstance(d, Database)), None
+        )
+        self._waiting: dict[str, deque[_Delivery]] = {MAIN: deque(), URGENT: deque()}
+        self._applying = {MAIN: False, URGENT: False}
         self.consumer = self._consumer(self.queue_name, MAIN)
         self.urgent_consumer = self._consumer(urgent_queue_name(service), URGENT)
 
     def _consumer(self, name: str, lane: str) -> ConsumerCore:
         return _Consumer(
-            self.park_undecodable,
+            partial(self.park_undecodable, lane=lane),
             amqp_uri(),
             queues=[Queue(name, durable=True, no_declare=True)],
             callbacks=[partial(self.handle_message, lane=lane)],
             heartbeat=setting("HEARTBEAT", 60),
-            prefetch_count=setting("PREFETCH_COUNT", 10),
+            prefetch_count=setting("PREFETCH_COUNT", DEFAULT_PREFETCH_COUNT),
             accept=["json"],
         )
 
@@ -138,13 +163,107 @@ class EventQueue(SharedExtension, ProviderCollector):
         try:
             event = read_event(body)
         except InvalidEvent as exc:
-            self.park(message, body, failure_reason(exc))
+            self.park(message, body, failure_reason(exc), lane=lane)
             return
         handler = next((p for p in self._providers if p.event_type == event.event_type), None)
         if handler is None:
-            self.park(message, body, f"NoHandler: {event.event_type}")
+            self.park(message, body, f"NoHandler: {event.event_type}", lane=lane)
             return
-        handler.handle(event, body, message, lane)
+        self._waiting[lane].append(_Delivery(handler, event, body, message))
+        if not self._applying[lane]:
+            # One applier per lane, in a managed thread: the consumer goes on taking in
+            # messages (and sending heartbeats) while the database works.
+            self._applying[lane] = True
+            self.container.spawn_managed_thread(
+                partial(self._apply_waiting, lane), identifier=f"event_queue_apply[{lane}]"
+            )
+
+    def _apply_waiting(self, lane: str) -> None:
+        waiting = self._waiting[lane]
+        try:
+            # The consumer hands over every message it has read before this thread runs,
+            # so what is waiting here is what the broker delivered meanwhile.
+            while waiting:
+                count = min(len(waiting), self.batch_size)
+                self._apply([waiting.popleft() for _ in range(count)], lane)
+        finally:
+            self._applying[lane] = False
+
+    def _apply(self, batch: list[_Delivery], lane: str) -> None:
+        if len(batch) == 1 or self.database is None:
+            for delivery in batch:
+                self._apply_alone(delivery, lane)
+            return
+        # By coordination id (in delivery order within one: the order that matters), so two
+        # instances' batches lock the rows of their coordination ids in the same order.
+        batch = sorted(batch, key=lambda delivery: str(delivery.event.coordination_id))
+        try:
+            applied = self._apply_together(batch)
+        except ContainerBeingKilled:
+            for delivery in batch:  # nothing committed: the broker gives them out again
+                self.consumer.requeue_message(delivery.message)
+            return
+        except Exception as exc:  # noqa: BLE001 - the batch as a whole failed; one by one
+            log.warning("event_batch_failed", error=type(exc).__name__, events=len(batch))
+            applied = False
+        if not applied:
+            # A handler failed (or the commit did): nothing of the batch was kept nor
+            # acknowledged. Each event again in its own transaction, as a single delivery:
+            # the failing one is retried or parked, the others commit.
+            for delivery in batch:
+                self._apply_alone(delivery, lane)
+            return
+        for delivery in batch:
+            self._settle(delivery, lane, None)
+
+    def _apply_together(self, batch: list[_Delivery]) -> bool:
+        """Every event of `batch` in one transaction, committed at the end; False, and
+        nothing committed, as soon as one handler fails."""
+        assert self.database is not None
+        database = self.database
+        try:
+            with database.shared_transaction() as shared:
+                for delivery in batch:
+                    error = database.apply_in(shared, delivery.event, partial(self._run, delivery))
+                    if error is not None:
+                        raise _RollBack
+        except _RollBack:
+            return False
+        return True
+
+    def _apply_alone(self, delivery: _Delivery, lane: str) -> None:
+        """One event in its own transaction (its handler's unit of work)."""
+        try:
+            error = self._run(delivery)
+        except ContainerBeingKilled:
+            self.consumer.requeue_message(delivery.message)
+            return
+        self._settle(delivery, lane, error)
+
+    @staticmethod
+    def _run(delivery: _Delivery) -> BaseException | None:
+        """Run the event's worker; its error, if it failed."""
+        errors: list[BaseException] = []
+
+        def handle_result(worker_ctx, result, exc_info):
+            if exc_info is not None:
+                errors.append(exc_info[1])
+            return result, exc_info
+
+        delivery.handler.run(delivery.event, handle_result)
+        return errors[0] if errors else None
+
+    def _settle(self, delivery: _Delivery, lane: str, error: BaseException | None) -> None:
+        """Acknowledge a message whose change committed; retry or park a failed one."""
+        if error is None:
+            self.ack(delivery.message)
+            return
+        try:
+            self.retry_or_park(delivery.message, delivery.body, error, lane)
+        except Exception:  # noqa: BLE001 - could not republish: leave it unacked
+            # The broker redelivers an unacknowledged message when this consumer's
+            # connection goes; requeue now so the event is not stuck until then.
+            self.consumer.requeue_message(delivery.message)
 
     def ack(self, message) -> None:
         # Acknowledging needs only the message's own channel, whichever lane it came from.
@@ -155,7 +274,7 @@ class EventQueue(SharedExtension, ProviderCollector):
         reason = failure_reason(exc)
         schedule = backoff_schedule()
         if attempt > len(schedule):
-            self.park(message, body, reason, attempt=attempt)
+            self.park(message, body, reason, attempt=attempt, lane=lane)
             return
         headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt + 1, REASON_HEADER: reason}
         service = self.container.service_name
@@ -172,20 +291,23 @@ class EventQueue(SharedExtension, ProviderCollector):
         self.ack(message)
         log.warning("event_retry_scheduled", reason=reason, attempt=attempt)
 
-    def park_undecodable(self, message, exc: Exception) -> None:
+    def park_undecodable(self, message, exc: Exception, lane: str = MAIN) -> None:
         """A body that is not even text in its declared encoding (kombu would log it and
         acknowledge it: the message would be gone) is parked like any other poison."""
         try:
-            self.park(message, message.body, f"UndecodableBody: {type(exc).__name__}")
+            self.park(message, message.body, f"UndecodableBody: {type(exc).__name__}", lane=lane)
         except Exception:  # noqa: BLE001 - could not park it: leave it to be redelivered
             self.consumer.requeue_message(message)
 
-    def park(self, message, body, reason: str, attempt: int | None = None) -> None:
+    def park(
+        self, message, body, reason: str, attempt: int | None = None, lane: str = MAIN
+    ) -> None:
         headers = {
             **(message.headers or {}),
             REASON_HEADER: reason,
             FAILED_AT_HEADER: dt.datetime.now(dt.UTC).isoformat(),
             SERVICE_HEADER: self.container.service_name,
+            LANE_HEADER: lane,
             ATTEMPT_HEADER: attempt or int((message.headers or {}).get(ATTEMPT_HEADER, 1)),
         }
         self.publisher.publish(
@@ -212,37 +334,40 @@ class EventHandler(Entrypoint):
     def stop(self) -> None:
         self.queue.unregister_provider(self)
 
-    def handle(self, event: Envelope, body: dict, message, lane: str = MAIN) -> None:
+    def run(self, event: Envelope, handle_result) -> None:
+        """Handle `event` in a worker run in the calling green thread (the lane's applier);
+        raises ContainerBeingKilled.
+
+        Not through `spawn_worker`: the applier would wait for a free slot of the worker
+        pool while its batch's transaction holds locks, and a pool full of RPC workers
+        waiting for those locks (on SQLite, for the database itself) would never free one.
+        Each lane applies one event at a time anyway. The worker's life is nameko's own
+        (`_run_worker`: dependencies injected, `handle_result`, teardown)."""
+        container = self.container
+        if container._being_killed:
+            raise ContainerBeingKilled()
         context_data = {
             CORRELATION_ID: event.correlation_id,
             "causation_id": str(event.event_id),
             "coordination_id": str(event.coordination_id),
         }
-        handle_result = partial(self._handle_result, message, body, lane)
+        worker_ctx = WorkerContext(
+            container, container.service_cls(), self, (event,), {}, data=context_data
+        )
+        container._run_worker(worker_ctx, handle_result)
 
-        def spawn():
-            try:
-                self.container.spawn_worker(
-                    self, (event,), {}, context_data=context_data, handle_result=handle_result
-                )
-            except ContainerBeingKilled:
-                self.queue.consumer.requeue_message(message)
 
-        # Spawn from a managed thread so a full worker pool never blocks the consumer
-        # (it must keep sending heartbeats), as nameko's own consumers do.
-        self.container.spawn_managed_thread(spawn, identifier=f"event[{self.event_type}]")
+class _RollBack(Exception):
+    """Leave a batch's transaction without committing it."""
 
-    def _handle_result(self, message, body, lane, worker_ctx, result, exc_info):
-        if exc_info is None:
-            self.queue.ack(message)
-        else:
-            try:
-                self.queue.retry_or_park(message, body, exc_info[1], lane)
-            except Exception:  # noqa: BLE001 - could not republish: leave it unacked
-                # The broker redelivers an unacknowledged message when this consumer's
-                # connection goes; requeue now so the event is not stuck until then.
-                self.queue.consumer.requeue_message(message)
-        return result, exc_info
+
+class _Delivery(NamedTuple):
+    """A message read from a lane, waiting for its handler."""
+
+    handler: EventHandler
+    event: Envelope
+    body: dict
+    message: object
 
 
 on_event = EventHandler.decorator

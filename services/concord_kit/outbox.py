@@ -1,15 +1,18 @@
 """The transactional outbox and its relay.
 
-`add` writes an event into the outbox inside the caller's transaction, with the next
-`sequence` for its coordination id. The relay, a managed thread in every service process,
-publishes pending rows in commit order, in batches, each confirmed by the broker, then marks
-them sent. When the broker is away the rows wait and the relay retries with back-off.
+`prepare` checks an event against its contract; `insert` writes prepared events into the
+outbox inside the caller's transaction, with the next `sequence`s for their coordination
+ids (a unit of work's `publish` prepares, and it inserts them all just before it commits;
+`add` does both at once). The relay, a managed thread in every service process, publishes
+pending rows in commit order, in batches, each confirmed by the broker, then marks them
+sent. When the broker is away the rows wait and the relay retries with back-off.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass, replace
 from typing import Any
 
 import eventlet
@@ -17,7 +20,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm import Session
 
-from concord_contracts.envelope import new_envelope
+from concord_contracts.envelope import Envelope, new_envelope
 from concord_contracts.events import dump_payload
 from concord_contracts.topology import EVENTS_EXCHANGE, URGENT_PRIORITY, routing_key
 from concord_kit import upsert
@@ -31,24 +34,106 @@ POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 10.0
 
 
-def next_sequence(session: Session, coordination_id: str) -> int:
-    """The next sequence number for this coordination id, taken under a row lock."""
+def next_sequences(session: Session, coordination_id: str, count: int = 1) -> int:
+    """Take `count` sequence numbers for this coordination id under its row lock; returns
+    the last one (the numbers are `last - count + 1` to `last`)."""
     if upsert.supported(session):
         return upsert.increment(
-            session, outbox_sequence, {"coordination_id": coordination_id}, "last_sequence"
+            session,
+            outbox_sequence,
+            {"coordination_id": coordination_id},
+            "last_sequence",
+            step=count,
         )
     updated = session.execute(
         outbox_sequence.update()
         .where(outbox_sequence.c.coordination_id == coordination_id)
-        .values(last_sequence=outbox_sequence.c.last_sequence + 1)
+        .values(last_sequence=outbox_sequence.c.last_sequence + count)
         .returning(outbox_sequence.c.last_sequence)
     ).scalar()
     if updated is not None:
         return int(updated)
     session.execute(
-        outbox_sequence.insert().values(coordination_id=coordination_id, last_sequence=1)
+        outbox_sequence.insert().values(coordination_id=coordination_id, last_sequence=count)
     )
-    return 1
+    return count
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An event checked against its contract, waiting for its sequence and its row
+    (`prepare`, then `insert`)."""
+
+    envelope: Envelope
+    priority: int
+
+
+def prepare(
+    *,
+    producer: str,
+    event_type: str,
+    coordination_id: uuid.UUID | str,
+    payload: dict[str, Any],
+    correlation_id: str,
+    causation_id: uuid.UUID | str | None = None,
+    priority: int = 0,
+    sequence: int = 0,
+    occurred_at: dt.datetime | None = None,
+) -> Pending:
+    """An event for the outbox, its payload checked now (a contract refusal raises at the
+    caller's line); its sequence is given by `insert`."""
+    version, body_payload = dump_payload(event_type, payload)
+    envelope = new_envelope(
+        event_type=event_type,
+        schema_version=version,
+        producer=producer,
+        coordination_id=uuid.UUID(str(coordination_id)),
+        sequence=sequence,
+        correlation_id=correlation_id,
+        causation_id=uuid.UUID(str(causation_id)) if causation_id else None,
+        payload=body_payload,
+        occurred_at=occurred_at,
+    )
+    return Pending(envelope, priority)
+
+
+def _row(pending: Pending) -> dict[str, Any]:
+    envelope = pending.envelope
+    return {
+        "event_id": str(envelope.event_id),
+        "event_type": envelope.event_type,
+        "coordination_id": str(envelope.coordination_id),
+        "sequence": envelope.sequence,
+        "priority": pending.priority,
+        "body": envelope.to_message(),
+        "created_at": envelope.occurred_at,
+    }
+
+
+def insert(session: Session, events: list[Pending]) -> None:
+    """Write prepared events into the outbox of the current transaction, in order: one
+    sequence increment per coordination id (the numbers follow the order of `events`) and
+    one insert for all the rows. A unit of work calls it once, just before it commits, so
+    the sequence rows stay locked for the commit only."""
+    if not events:
+        return
+    counts: dict[str, int] = {}
+    for pending in events:
+        cid = str(pending.envelope.coordination_id)
+        counts[cid] = counts.get(cid, 0) + 1
+    # Lock the sequence rows in one order, whatever order the events came in: two
+    # transactions about the same coordination ids never wait for each other in a circle.
+    next_of = {
+        cid: next_sequences(session, cid, counts[cid]) - counts[cid] + 1 for cid in sorted(counts)
+    }
+    rows = []
+    for pending in events:
+        cid = str(pending.envelope.coordination_id)
+        rows.append(
+            _row(replace(pending, envelope=replace(pending.envelope, sequence=next_of[cid])))
+        )
+        next_of[cid] += 1
+    session.execute(outbox.insert(), rows)
 
 
 def add(
@@ -62,31 +147,19 @@ def add(
     causation_id: uuid.UUID | str | None = None,
     priority: int = 0,
 ) -> uuid.UUID:
-    """Put one event in the outbox of the current transaction; returns its event_id."""
-    version, body_payload = dump_payload(event_type, payload)
-    cid = str(coordination_id)
-    envelope = new_envelope(
-        event_type=event_type,
-        schema_version=version,
+    """Put one event in the outbox of the current transaction now; returns its event_id.
+    (A unit of work's `publish` prepares its events and inserts them all at its commit.)"""
+    pending = prepare(
         producer=producer,
-        coordination_id=uuid.UUID(cid),
-        sequence=next_sequence(session, cid),
+        event_type=event_type,
+        coordination_id=coordination_id,
+        payload=payload,
         correlation_id=correlation_id,
-        causation_id=uuid.UUID(str(causation_id)) if causation_id else None,
-        payload=body_payload,
+        causation_id=causation_id,
+        priority=priority,
     )
-    session.execute(
-        outbox.insert().values(
-            event_id=str(envelope.event_id),
-            event_type=event_type,
-            coordination_id=cid,
-            sequence=envelope.sequence,
-            priority=priority,
-            body=envelope.to_message(),
-            created_at=envelope.occurred_at,
-        )
-    )
-    return envelope.event_id
+    insert(session, [pending])
+    return pending.envelope.event_id
 
 
 def add_many(
@@ -107,32 +180,21 @@ def add_many(
     ids = []
     occurred_at = dt.datetime.now(dt.UTC)
     for event_type, coordination_id, payload, priority in events:
-        version, body_payload = dump_payload(event_type, payload)
         cid = str(coordination_id)
         counts[cid] = counts.get(cid, 0) + 1
-        envelope = new_envelope(
-            event_type=event_type,
-            schema_version=version,
+        pending = prepare(
             producer=producer,
-            coordination_id=uuid.UUID(cid),
-            sequence=counts[cid],
+            event_type=event_type,
+            coordination_id=cid,
+            payload=payload,
             correlation_id=correlation_id,
-            causation_id=uuid.UUID(str(causation_id)) if causation_id else None,
-            payload=body_payload,
+            causation_id=causation_id,
+            priority=priority,
+            sequence=counts[cid],
             occurred_at=occurred_at,
         )
-        rows.append(
-            {
-                "event_id": str(envelope.event_id),
-                "event_type": event_type,
-                "coordination_id": cid,
-                "sequence": envelope.sequence,
-                "priority": priority,
-                "body": envelope.to_message(),
-                "created_at": occurred_at,
-            }
-        )
-        ids.append(envelope.event_id)
+        rows.append(_row(pending))
+        ids.append(pending.envelope.event_id)
     if not rows:
         return ids
     session.execute(

@@ -5,7 +5,8 @@ asking anyone, because case_management keeps the statuses its partners announce 
 bus. justice_liaison and cross_border keep the same copy. This module is that copy,
 written once:
 
-- what an event tells about a partner (`updates_from`), in plain Python;
+- what an event tells about a partner (`updates_from`), in plain Python (the hub's decision
+  to take a referral back from an agency is `concord_contracts.hub_decisions.HubDecision`);
 - the rule that keeps the copy right when events arrive late, twice or out of order
   (`is_newer`, and `view` for which voice counts when two services speak of one agency);
 - the table (`partner_status_table`, `partner_status_columns` for the migration) and the
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from concord_contracts.codes import Agency, AgencyStatus
 from concord_contracts.envelope import Envelope
+from concord_contracts.hub_decisions import HubDecision
 from concord_kit import upsert
 
 # --- the rules (no I/O) ----------------------------------------------------------------
@@ -206,6 +208,14 @@ class PartnerStatuses:
             self.record(event.coordination_id, event.producer, event.sequence, update)
             for update in updates_from(event, own_agency)
         )
+
+    def apply_hub_decision(self, event: Envelope, own_agency: Agency) -> HubDecision | None:
+        """Keep a hub decision (`referral.revoked`/`declined`) as the partner status it is;
+        answer it when it takes the referral from `own_agency` and is the hub's newest word
+        on it, None when there is nothing more to do."""
+        decision = HubDecision.from_event(event.event_type, event.payload)
+        newest = self.apply(event, own_agency) > 0
+        return decision if decision.agency == own_agency and newest else None
 
     def record(
         self, coordination_id: uuid.UUID | str, producer: str, sequence: int, update: PartnerUpdate

@@ -21,7 +21,7 @@ from gateway import errors, i18n
 from gateway.auth import Principal, Tokens
 from gateway.schemas import TokenRequestSchema
 from gateway.users import Account
-from gateway.web import Exchange, json_response, read_json
+from gateway.web import Exchange, client_address, json_response, read_json
 
 
 def validated_body(ex: Exchange, schema: Schema) -> Any:
@@ -42,10 +42,10 @@ def coordination_id(value: str) -> str:
 
 
 def issue_token(
-    ex: Exchange, tokens: Tokens, authenticate: Callable[[str, str], Account | None]
+    ex: Exchange, tokens: Tokens, authenticate: Callable[[str, str, str], Account | None]
 ) -> Response:
     body = validated_body(ex, TokenRequestSchema())
-    account = authenticate(body["username"], body["password"])
+    account = authenticate(body["username"], body["password"], client_address(ex.request))
     if account is None:
         raise errors.invalid_credentials()
     issued = tokens.issue(account.id, account.role, account.agency)
@@ -64,10 +64,6 @@ def submit_referral(ex: Exchange, referral) -> Response:
     body = validated_body(ex, ReferralSubmissionSchema())
     receipt = referral.submit_referral(body)
     return json_response(receipt, 200 if receipt.get("replayed") else 201)
-
-
-def intake_queue(ex: Exchange, referral) -> Response:
-    return json_response(referral.intake_queue())
 
 
 def accept_referral(principal: Principal, cid: str, case_management, justice_liaison) -> dict:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -200,6 +200,9 @@ CHILD: tuple[Item, ...] = (
     ),
 )
 
+_PHONE = Field("phone", N_("Phone number"), kind="tel", maxlength=40, width="w-medium")
+_EMAIL = Field("email", N_("Email address"), kind="email", maxlength=254)
+
 CONTACT: tuple[Item, ...] = (
     Field(
         "address",
@@ -209,15 +212,8 @@ CONTACT: tuple[Item, ...] = (
         maxlength=500,
         autocomplete="off",
     ),
-    Field(
-        "phone",
-        N_("Phone number"),
-        N_("With the country code if it is abroad."),
-        kind="tel",
-        maxlength=40,
-        width="w-medium",
-    ),
-    Field("email", N_("Email address"), kind="email", maxlength=254),
+    replace(_PHONE, hint=N_("With the country code if it is abroad.")),
+    _EMAIL,
     Field(
         "safe_to_contact",
         N_("Is it safe to contact the child there?"),
@@ -233,77 +229,85 @@ CONTACT: tuple[Item, ...] = (
     ),
 )
 
-FAMILY: tuple[Item, ...] = (
-    Repeat(
-        "members",
-        N_("Family member or carer %(number)d"),
-        (
-            Field("person_id", "", kind="hidden"),
-            Field("given_name", N_("First name"), required=True, maxlength=_TEXT_SHORT),
-            Field("family_name", N_("Family name"), maxlength=_TEXT_SHORT),
-            Field(
-                "relation",
-                N_("Relation to the child"),
-                kind="select",
-                options="family_relations",
-                required=True,
+
+def _people(
+    legend: str,
+    relations: str,
+    fields: tuple[Field, ...],
+    *,
+    add_label: str,
+    hint: str,
+) -> tuple[Item, ...]:
+    """A list of people, one numbered row each: who they are and their relation to the
+    child (from the code list `relations`) first, then what `fields` ask about them."""
+    return (
+        Repeat(
+            "members",
+            legend,
+            (
+                Field("person_id", "", kind="hidden"),
+                Field("given_name", N_("First name"), required=True, maxlength=_TEXT_SHORT),
+                Field("family_name", N_("Family name"), maxlength=_TEXT_SHORT),
+                Field(
+                    "relation",
+                    N_("Relation to the child"),
+                    kind="select",
+                    options=relations,
+                    required=True,
+                ),
+                *fields,
             ),
-            Field("is_main_carer", N_("Main carer of the child"), kind="checkbox"),
-            Field("lives_with_child", N_("Lives with the child"), kind="checkbox"),
-            Field(
-                "parental_responsibility",
-                N_("Has parental responsibility"),
-                N_("May decide for the child in law."),
-                kind="checkbox",
-            ),
-            Field("phone", N_("Phone number"), kind="tel", maxlength=40, width="w-medium"),
-            Field("email", N_("Email address"), kind="email", maxlength=254),
-            Field(
-                "notes",
-                N_("Notes"),
-                N_("Anything that matters for the child's safety."),
-                kind="textarea",
-                maxlength=_NOTES,
-            ),
+            add_label=add_label,
+            remove_label=N_("Remove this person from the record"),
+            max_rows=30,
+            hint=hint,
         ),
-        add_label=N_("Add another family member or carer"),
-        remove_label=N_("Remove this person from the record"),
-        max_rows=30,
-        hint=N_("Parents, brothers and sisters, and anyone who cares for the child."),
+    )
+
+
+FAMILY = _people(
+    N_("Family member or carer %(number)d"),
+    "family_relations",
+    (
+        Field("is_main_carer", N_("Main carer of the child"), kind="checkbox"),
+        Field("lives_with_child", N_("Lives with the child"), kind="checkbox"),
+        Field(
+            "parental_responsibility",
+            N_("Has parental responsibility"),
+            N_("May decide for the child in law."),
+            kind="checkbox",
+        ),
+        _PHONE,
+        _EMAIL,
+        Field(
+            "notes",
+            N_("Notes"),
+            N_("Anything that matters for the child's safety."),
+            kind="textarea",
+            maxlength=_NOTES,
+        ),
     ),
+    add_label=N_("Add another family member or carer"),
+    hint=N_("Parents, brothers and sisters, and anyone who cares for the child."),
 )
 
-PEOPLE: tuple[Item, ...] = (
-    Repeat(
-        "members",
-        N_("Person %(number)d"),
-        (
-            Field("person_id", "", kind="hidden"),
-            Field("given_name", N_("First name"), required=True, maxlength=_TEXT_SHORT),
-            Field("family_name", N_("Family name"), maxlength=_TEXT_SHORT),
-            Field(
-                "relation",
-                N_("Relation to the child"),
-                kind="select",
-                options="person_relations",
-                required=True,
-            ),
-            Field(
-                "supportive",
-                N_("Is this person a support to the child?"),
-                N_("Say no for anyone the child should be kept safe from."),
-                kind="yesno",
-            ),
-            Field("phone", N_("Phone number"), kind="tel", maxlength=40, width="w-medium"),
-            Field("notes", N_("Notes"), kind="textarea", maxlength=_NOTES),
+PEOPLE = _people(
+    N_("Person %(number)d"),
+    "person_relations",
+    (
+        Field(
+            "supportive",
+            N_("Is this person a support to the child?"),
+            N_("Say no for anyone the child should be kept safe from."),
+            kind="yesno",
         ),
-        add_label=N_("Add another person"),
-        remove_label=N_("Remove this person from the record"),
-        max_rows=30,
-        hint=N_(
-            "Teachers, friends, professionals, and the people who harmed or threatened the "
-            "child, including online contacts."
-        ),
+        _PHONE,
+        Field("notes", N_("Notes"), kind="textarea", maxlength=_NOTES),
+    ),
+    add_label=N_("Add another person"),
+    hint=N_(
+        "Teachers, friends, professionals, and the people who harmed or threatened the "
+        "child, including online contacts."
     ),
 )
 
@@ -646,8 +650,6 @@ def fields_by_pattern(items: Iterable[Item], prefix: str = "") -> dict[str, Fiel
     for item in items:
         if isinstance(item, Field):
             found[_join(prefix, item.key)] = item
-        elif isinstance(item, Group):
-            found.update(fields_by_pattern(item.items, _join(prefix, item.key)))
         else:
             found.update(fields_by_pattern(item.items, _join(prefix, item.key)))
     return found

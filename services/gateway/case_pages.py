@@ -24,7 +24,12 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from concord_contracts.cases import ApprovalItemSchema, CaseListItemSchema, CaseRecordSchema
+from concord_contracts.cases import (
+    ApprovalItemSchema,
+    CaseListItemSchema,
+    CaseRecordSchema,
+    ConflictCode,
+)
 from concord_contracts.codes import Agency, CaseStatus, Organisation, PlanState, Role
 from concord_kit import errors as kit
 from gateway import case_forms as forms
@@ -70,10 +75,7 @@ CASE_NOTICES: dict[str, tuple[str, str]] = {
         "alert",
         N_("This was decided already, or the case changed since the page was loaded."),
     ),
-    "case_four_eyes": (
-        "alert",
-        N_("You wrote or requested this yourself: another supervisor decides on it."),
-    ),
+    "case_four_eyes": ("alert", errors.FOUR_EYES_REFUSAL),
     "case_list_restarted": (
         "alert",
         N_("That page of the list is no longer valid: here is the first page."),
@@ -82,15 +84,15 @@ CASE_NOTICES: dict[str, tuple[str, str]] = {
 pages.NOTICES.update(CASE_NOTICES)
 
 # What a write's 409 says, by the code the service raises `Conflict` with
-# (docs/interfaces/case_management.md, "Requests from the pages engineer").
-STALE_VERSION = "stale_version"
-FOUR_EYES = "four_eyes"
+# (concord_contracts.cases.ConflictCode).
+STALE_VERSION = ConflictCode.stale_version.value
+FOUR_EYES = ConflictCode.four_eyes.value
 _CONFLICTS = {
     STALE_VERSION: N_(
         "Someone else changed this case while you were editing. Nothing was saved. Check "
         "the case (open it in a new tab), then save again to replace their change with yours."
     ),
-    FOUR_EYES: N_("You wrote or requested this yourself: another supervisor decides on it."),
+    FOUR_EYES: errors.FOUR_EYES_REFUSAL,
 }
 _CONFLICT = N_(
     "The case is not in a state that allows this. Nothing was saved. Open the case to see "
@@ -155,16 +157,10 @@ def version_of(form: Mapping[str, str]) -> int | None:
 
 
 def conflict_kind(exc: kit.Conflict) -> str:
-    """`stale_version`, `four_eyes`, or "" for any other 409 (a wrong workflow state).
-
-    Asked of the service as a code (docs/interfaces/case_management.md, requests); the
-    service's current wording is recognised too. Only the kind is used, never the text."""
-    said = str(exc.args[0]) if exc.args else ""
-    if said == STALE_VERSION or said.startswith("the case changed since it was read"):
-        return STALE_VERSION
-    if said == FOUR_EYES or said.startswith("another supervisor decides"):
-        return FOUR_EYES
-    return ""
+    """`stale_version`, `four_eyes`, or "" for any other 409 (a wrong workflow state):
+    the code `case_management` raised it with (errors.conflict_code), never its text."""
+    code = errors.conflict_code(exc)
+    return code.value if code in (ConflictCode.stale_version, ConflictCode.four_eyes) else ""
 
 
 def conflict_message(ex: Exchange, exc: kit.Conflict) -> str:
@@ -304,8 +300,20 @@ def options_for_language(
     return options
 
 
-def options_for(ex: Exchange, assignees: list[tuple[str, str]] | None = None) -> dict:
-    return options_for_language(ex.language, assignees)
+def bind_form(
+    ex: Exchange,
+    items: tuple[Item, ...],
+    values: Mapping[str, Any],
+    field_errors: Mapping[str, list[str]],
+    *,
+    assignees: list[tuple[str, str]] | None = None,
+    extra_rows: Mapping[str, int] | None = None,
+) -> forms.BoundForm:
+    """A form in the page's language, with its answers, its errors and its choices."""
+    options = options_for_language(ex.language, assignees)
+    return forms.bind(
+        items, values, field_errors, ex.translations, ex.language, options, extra_rows
+    )
 
 
 def workflow_steps(record: Mapping[str, Any], fmt: Formats) -> list[dict[str, Any]]:
@@ -553,7 +561,7 @@ def case_page(ex: Exchange, desk: Desk, raw_case_id: str) -> Response:
         actions=next_steps(record, ex),
         notes=notes["items"],
         more_notes=bool(notes.get("next_cursor")),
-        note_form=forms.bind(forms.NOTE, {}, {}, ex.translations, ex.language, {}),
+        note_form=bind_form(ex, forms.NOTE, {}, {}),
         supervisor=is_supervisor(ex),
         closed=str(record["status"]) == CaseStatus.closed,
         fmt=fmt,
@@ -563,24 +571,50 @@ def case_page(ex: Exchange, desk: Desk, raw_case_id: str) -> Response:
 # --- the forms -------------------------------------------------------------------------
 
 
-def _section(name: str) -> Callable[[Any, str, dict, int | None], Any]:
+# How a form's answers reach `case_management`: (client, case id, body, expected version).
+Send = Callable[[Any, str, dict, int | None], Any]
+# What a form shows first, from the case record.
+Prefill = Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
+
+
+def _section(name: str) -> Send:
     def send(cases, case_id, body, version):
         return cases.update_section(case_id, name, body, expected_version=version)
 
     return send
 
 
+def _adding(method: str) -> Send:
+    """A write that adds to the case and overwrites nothing: a change made meanwhile does
+    not stop it, so no version is sent."""
+    return lambda cases, case_id, body, version: getattr(cases, method)(case_id, body)
+
+
+def _versioned(method: str) -> Send:
+    """A write that replaces what the case holds: refused when the case changed since the
+    form was read."""
+    return lambda cases, case_id, body, version: getattr(cases, method)(
+        case_id, body, expected_version=version
+    )
+
+
 @dataclass(frozen=True)
-class CaseForm:
-    """One form of a case: what it asks, what it sends, where it goes back to."""
+class FormSpec:
+    """What a form asks, the words on it, and where the case page opens after it."""
 
     items: tuple[Item, ...]
     title: str
     submit: str
     notice: str
     anchor: str
-    send: Callable[[Any, str, dict, int | None], Any]
-    prefill: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] = lambda record: None
+
+
+@dataclass(frozen=True)
+class CaseForm(FormSpec):
+    """One form of a case: a form with what it sends and what fills it."""
+
+    send: Send
+    prefill: Prefill = lambda record: None
     lede: str | None = None
     supervisor_only: bool = False  # the service refuses anyone else; the page says so first
     template: str = "cases/form.html"
@@ -595,54 +629,67 @@ def _latest_needs(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return {"risk_level": latest.get("risk_level"), "needs": latest.get("needs")}
 
 
+def _section_form(
+    section: str,
+    items: tuple[Item, ...],
+    title: str,
+    submit: str,
+    *,
+    anchor: str | None = None,
+    prefill: Prefill | None = None,
+    lede: str | None = None,
+) -> CaseForm:
+    """A section of the case record, filled with what it holds and saved whole."""
+    return CaseForm(
+        items,
+        title,
+        submit,
+        "case_section_saved",
+        anchor or section,
+        _section(section),
+        prefill=prefill or (lambda record: record.get(section)),
+        lede=lede,
+    )
+
+
+def _people_form(section: str, items: tuple[Item, ...], title: str, submit: str) -> CaseForm:
+    """The family or the people around the child: one row a person (`members`)."""
+    return _section_form(
+        section,
+        items,
+        title,
+        submit,
+        prefill=lambda record: {"members": record.get(section) or []},
+        lede=N_("To take someone off the record, tick the box under their details and save."),
+    )
+
+
 CASE_FORMS: dict[str, CaseForm] = {
-    "child": CaseForm(
+    "child": _section_form(
+        "child",
         forms.CHILD,
         N_("The child"),
         N_("Save the child's details"),
-        "case_section_saved",
-        "child",
-        _section("child"),
-        prefill=lambda record: record.get("child"),
         lede=N_("Who the child is: name, age, language, disability and school."),
     ),
-    "contact": CaseForm(
+    "contact": _section_form(
+        "contact",
         forms.CONTACT,
         N_("How to reach the child"),
         N_("Save the contact details"),
-        "case_section_saved",
-        "child",
-        _section("contact"),
-        prefill=lambda record: record.get("contact"),
+        anchor="child",
     ),
-    "family": CaseForm(
-        forms.FAMILY,
-        N_("Family and carers"),
-        N_("Save family and carers"),
-        "case_section_saved",
-        "family",
-        _section("family"),
-        prefill=lambda record: {"members": record.get("family") or []},
-        lede=N_("To take someone off the record, tick the box under their details and save."),
+    "family": _people_form(
+        "family", forms.FAMILY, N_("Family and carers"), N_("Save family and carers")
     ),
-    "people": CaseForm(
+    "people": _people_form(
+        "people",
         forms.PEOPLE,
         N_("People around the child"),
         N_("Save people around the child"),
-        "case_section_saved",
-        "people",
-        _section("people"),
-        prefill=lambda record: {"members": record.get("people") or []},
-        lede=N_("To take someone off the record, tick the box under their details and save."),
     ),
-    "safety": CaseForm(
-        forms.SAFETY,
-        N_("Safety concerns"),
-        N_("Save safety concerns"),
-        "case_section_saved",
-        "safety",
-        _section("safety"),
-        prefill=lambda record: record.get("safety"),
+    "safety": _section_form(
+        "safety", forms.SAFETY, N_("Safety concerns"), N_("Save safety concerns")
     ),
     "assessment": CaseForm(
         forms.ASSESSMENT,
@@ -650,8 +697,7 @@ CASE_FORMS: dict[str, CaseForm] = {
         N_("Record and sign the assessment"),
         "case_assessment_recorded",
         "assessment",
-        # Adds to the case, overwrites nothing: a change made meanwhile does not stop it.
-        lambda cases, case_id, body, version: cases.record_assessment(case_id, body),
+        _adding("record_assessment"),
         prefill=_latest_needs,
         lede=N_(
             "An assessment is dated and signed with your name when you record it; it cannot "
@@ -664,9 +710,7 @@ CASE_FORMS: dict[str, CaseForm] = {
         N_("Save the plan as a draft"),
         "case_plan_saved",
         "plan",
-        lambda cases, case_id, body, version: cases.save_plan(
-            case_id, body, expected_version=version
-        ),
+        _versioned("save_plan"),
         prefill=lambda record: record.get("plan"),
         lede=N_(
             "Goals for the child, each with the services that will reach it. A supervisor "
@@ -680,8 +724,7 @@ CASE_FORMS: dict[str, CaseForm] = {
         N_("Schedule it"),
         "case_follow_up_scheduled",
         "follow-ups",
-        # Adds to the case, overwrites nothing: a change made meanwhile does not stop it.
-        lambda cases, case_id, body, version: cases.schedule_follow_up(case_id, body),
+        _adding("schedule_follow_up"),
         lede=N_("A visit, a phone call or a case review, with the date it is due by."),
     ),
     "notes": CaseForm(
@@ -690,7 +733,7 @@ CASE_FORMS: dict[str, CaseForm] = {
         N_("Add the note"),
         "case_note_added",
         "notes",
-        lambda cases, case_id, body, version: cases.add_note(case_id, body),
+        _adding("add_note"),
         template="cases/notes.html",
     ),
     "closure": CaseForm(
@@ -699,8 +742,7 @@ CASE_FORMS: dict[str, CaseForm] = {
         N_("Request closure"),
         "case_closure_requested",
         "closure",
-        # Adds to the case, overwrites nothing: a change made meanwhile does not stop it.
-        lambda cases, case_id, body, version: cases.request_closure(case_id, body),
+        _adding("request_closure"),
         lede=N_(
             "A supervisor decides whether the case closes. They are told if the police "
             "investigation or a request abroad is still open, or services are not finished."
@@ -712,8 +754,7 @@ CASE_FORMS: dict[str, CaseForm] = {
         N_("Reopen the case"),
         "case_reopened",
         "closure",
-        # Adds to the case, overwrites nothing: a change made meanwhile does not stop it.
-        lambda cases, case_id, body, version: cases.reopen_case(case_id, body),
+        _adding("reopen_case"),
     ),
     "assignment": CaseForm(
         forms.ASSIGNMENT,
@@ -721,9 +762,7 @@ CASE_FORMS: dict[str, CaseForm] = {
         N_("Assign the case"),
         "case_assigned",
         "assignment",
-        lambda cases, case_id, body, version: cases.assign_case(
-            case_id, body, expected_version=version
-        ),
+        _versioned("assign_case"),
         lede=N_(
             "The social worker the case is assigned to sees it and works on it; supervisors "
             "see every case. The change and its reason are kept on the case."
@@ -871,35 +910,63 @@ def _render_form(
     extra_rows: Mapping[str, int] | None = None,
 ) -> Response:
     assignees = _assignee_options(ex, desk, view.case) if name == "assignment" else None
-    bound = forms.bind(
-        spec.items,
-        values,
-        field_errors,
-        ex.translations,
-        ex.language,
-        options_for(ex, assignees),
-        extra_rows,
+    bound = bind_form(
+        ex, spec.items, values, field_errors, assignees=assignees, extra_rows=extra_rows
     )
     context: dict[str, Any] = {}
     if name == "notes":
         context = _notes_context(ex, desk, view.case["case_id"])
+    return _show_form(
+        ex,
+        view,
+        spec,
+        bound,
+        template=spec.template,
+        status=status,
+        form_name=name,
+        action=f"/cases/{view.case['case_id']}/{name}",
+        lede=ex.gettext(spec.lede) if spec.lede else "",
+        version=version,
+        alert=alert,
+        can_submit_plan=name == "plan",
+        **context,
+    )
+
+
+def _show_form(
+    ex: Exchange,
+    view: FormView,
+    spec: FormSpec,
+    bound: forms.BoundForm,
+    *,
+    form_name: str,
+    action: str,
+    version: int,
+    status: int,
+    alert: str | None,
+    template: str = "cases/form.html",
+    lede: str = "",
+    can_submit_plan: bool = False,
+    **context: Any,
+) -> Response:
+    """A case's form page: the form, the case it belongs to, and the way back to it."""
     return pages.render(
         ex,
-        spec.template,
+        template,
         status,
         case=view.case,
         name=view.name,
         fmt=view.fmt,
         form=bound,
-        form_name=name,
+        form_name=form_name,
         title=ex.gettext(spec.title),
-        lede=ex.gettext(spec.lede) if spec.lede else "",
+        lede=lede,
         submit=ex.gettext(spec.submit),
-        action=f"/cases/{view.case['case_id']}/{name}",
+        action=action,
         back=f"/cases/{view.case['case_id']}#{spec.anchor}",
         version=version,
         alert=alert,
-        can_submit_plan=name == "plan",
+        can_submit_plan=can_submit_plan,
         **context,
     )
 
@@ -948,47 +1015,36 @@ def submit_plan(ex: Exchange, desk: Desk, raw_case_id: str) -> Response:
 # --- one service, one follow-up ----------------------------------------------------------
 
 
-def _service_of(record: Mapping[str, Any], service_id: str) -> Mapping[str, Any]:
-    for service in record.get("services") or []:
-        if str(service["service_id"]) == service_id:
-            return service
+def _subject_of(record: Mapping[str, Any], action: str, item_id: str) -> Mapping[str, Any]:
+    """The service (`service`) or the follow-up (`record`, `cancel`) a form is about: a
+    404 page when the case has no such one."""
+    if action == "service":
+        listed, key = "services", "service_id"
+    else:
+        listed, key = "follow_ups", "follow_up_id"
+    for item in record.get(listed) or []:
+        if str(item[key]) == item_id:
+            return item
     raise errors.not_found()
 
 
-def _follow_up_of(record: Mapping[str, Any], follow_up_id: str) -> Mapping[str, Any]:
-    for follow_up in record.get("follow_ups") or []:
-        if str(follow_up["follow_up_id"]) == follow_up_id:
-            return follow_up
-    raise errors.not_found()
-
-
-@dataclass(frozen=True)
-class ItemAction:
-    """The form of one service or one follow-up of a case."""
-
-    items: tuple[Item, ...]
-    title: str
-    submit: str
-    notice: str
-    anchor: str
-
-
-_ITEM_ACTIONS: dict[str, ItemAction] = {
-    "service": ItemAction(
+# The form of one service or one follow-up of a case.
+_ITEM_ACTIONS: dict[str, FormSpec] = {
+    "service": FormSpec(
         forms.SERVICE_UPDATE,
         N_("Update a service"),
         N_("Save the service"),
         "case_service_updated",
         "plan",
     ),
-    "record": ItemAction(
+    "record": FormSpec(
         forms.FOLLOW_UP_RECORD,
         N_("Record a follow-up"),
         N_("Record it"),
         "case_follow_up_recorded",
         "follow-ups",
     ),
-    "cancel": ItemAction(
+    "cancel": FormSpec(
         forms.REASON,
         N_("Cancel a follow-up"),
         N_("Cancel the follow-up"),
@@ -1010,18 +1066,16 @@ def item_page(
     case_id, item_id = case_id_of(raw_case_id), case_id_of(raw_item_id)
     spec = _ITEM_ACTIONS.get(action) or _not_found()
     view = _view(ex, desk, case_id, f"{READ_REASON}: {action} form")
+    subject = _subject_of(view.case, action, item_id)
     values: Mapping[str, Any] = {}
     if action == "service":
-        service = _service_of(view.case, item_id)
         values = forms.flatten(
             spec.items,
             {
-                k: service.get(k)
+                k: subject.get(k)
                 for k in ("status", "delivered_on", "status_note", "provider", "due_on")
             },
         )
-    else:
-        _follow_up_of(view.case, item_id)
     return _render_item(ex, view, action, item_id, values, {}, view.case["version"])
 
 
@@ -1073,32 +1127,20 @@ def _render_item(
     spec = _ITEM_ACTIONS[action]
     case_id = view.case["case_id"]
     if action == "service":
-        subject = _service_of(view.case, item_id)
         action_path = f"/cases/{case_id}/services/{item_id}"
     else:
-        subject = _follow_up_of(view.case, item_id)
         action_path = f"/cases/{case_id}/follow-ups/{item_id}/{action}"
-    bound = forms.bind(
-        spec.items, values, field_errors, ex.translations, ex.language, options_for(ex)
-    )
-    return pages.render(
+    return _show_form(
         ex,
-        "cases/form.html",
-        status,
-        case=view.case,
-        name=view.name,
-        fmt=view.fmt,
-        form=bound,
+        view,
+        spec,
+        bind_form(ex, spec.items, values, field_errors),
+        status=status,
         form_name=action,
-        title=ex.gettext(spec.title),
-        lede="",
-        submit=ex.gettext(spec.submit),
         action=action_path,
-        back=f"/cases/{case_id}#{spec.anchor}",
         version=version,
         alert=alert,
-        can_submit_plan=False,
-        subject=subject,
+        subject=_subject_of(view.case, action, item_id),
         subject_kind=action,
     )
 
@@ -1138,9 +1180,7 @@ def _render_registration(
     status: int = 200,
     alert: str | None = None,
 ) -> Response:
-    bound = forms.bind(
-        forms.REGISTRATION, values, field_errors, ex.translations, ex.language, options_for(ex)
-    )
+    bound = bind_form(ex, forms.REGISTRATION, values, field_errors)
     return pages.render(ex, "cases/register.html", status, form=bound, alert=alert)
 
 
@@ -1248,13 +1288,8 @@ def _render_decision(
 ) -> Response:
     values = values or {}
     bound = {
-        decision: forms.bind(
-            spec.items,
-            values.get(decision, {}),
-            field_errors.get(decision, {}),
-            ex.translations,
-            ex.language,
-            options_for(ex),
+        decision: bind_form(
+            ex, spec.items, values.get(decision, {}), field_errors.get(decision, {})
         )
         for decision, spec in _DECISIONS[kind].items()
     }

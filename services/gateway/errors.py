@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from amqp.exceptions import ConnectionError as AMQPConnectionError
+from amqp.exceptions import RecoverableConnectionError
+from kombu.exceptions import OperationalError as KombuOperationalError
 from marshmallow import ValidationError
 from nameko.exceptions import (
     ContainerBeingKilled,
@@ -21,6 +24,7 @@ from nameko.exceptions import (
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from concord_contracts.cases import ConflictCode
 from concord_kit import errors as kit
 from gateway.i18n import N_, Translator
 
@@ -31,6 +35,7 @@ class Problem:
     code: str
     message: str  # an English msgid, translated when the response is written
     fields: dict[str, Any] | None = None
+    retry_after: int | None = None  # seconds, sent as Retry-After
 
     @property
     def expected(self) -> bool:
@@ -65,6 +70,18 @@ def invalid_credentials() -> GatewayError:
     )
 
 
+def too_many_attempts(retry_after: int) -> GatewayError:
+    # The same answer whichever count refused it (user name or address): neither is confirmed.
+    return GatewayError(
+        Problem(
+            429,
+            "too_many_attempts",
+            N_("Too many failed sign-ins. Wait a moment, then try again."),
+            retry_after=retry_after,
+        )
+    )
+
+
 def invalid_fields(fields: dict[str, Any]) -> GatewayError:
     return GatewayError(Problem(422, "invalid_input", _INVALID_INPUT, fields))
 
@@ -90,14 +107,55 @@ _HTTP: dict[int, tuple[str, str]] = {
     413: ("payload_too_large", N_("The request body is too large.")),
 }
 
+_BROKER_AWAY = (
+    KombuOperationalError,
+    AMQPConnectionError,
+    RecoverableConnectionError,
+    ConnectionError,
+)
 _DATABASE_AWAY = frozenset({"OperationalError", "InterfaceError", "DisconnectionError"})
 
 INTERNAL = Problem(500, "internal_error", N_("Something went wrong on our side. It was logged."))
+
+# Said by the API and by the case pages alike.
+FOUR_EYES_REFUSAL = N_("You wrote or requested this yourself: another supervisor decides on it.")
+
+# Every 409 (a case's or a referral's) by the code the service raised `Conflict` with; one
+# raised without a code answers `conflict`.
+CONFLICT_MESSAGES: dict[ConflictCode, str] = {
+    ConflictCode.stale_version: N_(
+        "The case changed since you read it. Nothing was saved: read it again."
+    ),
+    ConflictCode.four_eyes: FOUR_EYES_REFUSAL,
+    ConflictCode.wrong_state: _KIT[kit.Conflict][1],
+    ConflictCode.already_with_agency: N_(
+        "An agency you named already has this referral. Nothing was changed."
+    ),
+    ConflictCode.agency_working: N_(
+        "An agency is working on this referral: it closes its own record. Nothing was changed."
+    ),
+    ConflictCode.link_to_primary: N_(
+        "The referral to keep is itself a duplicate. Nothing was changed: link to the one "
+        "it is a duplicate of."
+    ),
+}
+
+
+def conflict_code(exc: kit.Conflict) -> ConflictCode | None:
+    """The code a 409 was raised with (its first argument), None when it has none. Only the
+    code is read: the text after it may name a record."""
+    said = exc.args[0] if exc.args else None
+    try:
+        return ConflictCode(said) if isinstance(said, str) else None
+    except ValueError:
+        return None
 
 
 def problem_for(exc: BaseException) -> Problem:
     if isinstance(exc, GatewayError):
         return exc.problem
+    if isinstance(exc, kit.Conflict) and (conflict := conflict_code(exc)) is not None:
+        return Problem(exc.http_status, conflict.value, CONFLICT_MESSAGES[conflict])
     if isinstance(exc, kit.ConcordError):
         for cls in type(exc).__mro__:
             if cls in _KIT:
@@ -116,7 +174,14 @@ def problem_for(exc: BaseException) -> Problem:
     database_away = isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or (
         isinstance(exc, RemoteError) and exc.exc_type in _DATABASE_AWAY
     )
-    if isinstance(exc, UnknownService | ContainerBeingKilled) or stopping or database_away:
+    # So is the broker (restarting: the call could not even be sent, or its connection broke).
+    broker_away = isinstance(exc, _BROKER_AWAY)
+    if (
+        isinstance(exc, UnknownService | ContainerBeingKilled)
+        or stopping
+        or database_away
+        or broker_away
+    ):
         code, message = _KIT[kit.ServiceUnavailable]
         return Problem(503, code, message)
     if isinstance(exc, RemoteError | MethodNotFound | IncorrectSignature | MalformedRequest):

@@ -1,6 +1,6 @@
 """The referral hub's JSON API (issue 3): bulk intake, the intake officer's decisions, the
-agencies' declines and the coordinators' pipeline. Validate what comes in, call `referral`
-as the signed-in person, pass its answer on unchanged.
+agencies' intake queues and declines, and the coordinators' pipeline. Validate what comes
+in, call `referral` as the signed-in person, pass its answer on unchanged.
 
 `referral` checks everything again and decides who may see and do what
 (docs/interfaces/referral.md); the gateway adds what only it can do: read a large body
@@ -21,6 +21,7 @@ from concord_contracts.rpc import (
     CloseSchema,
     DeclineSchema,
     DismissDuplicateSchema,
+    IntakeQuerySchema,
     LinkSchema,
     PipelineFiltersSchema,
     PipelineQuerySchema,
@@ -163,6 +164,12 @@ def decide(ex: Exchange, cid: str, decision: str, referral) -> Response:
     return json_response(getattr(referral, method)(key, body))
 
 
+def intake_queue(ex: Exchange, referral) -> Response:
+    """One page of the signed-in person's agency's intake queue (`limit`, `cursor`)."""
+    query = _checked(IntakeQuerySchema(), pipeline_query(ex, ("limit", "cursor")))
+    return json_response(referral.intake_queue(query))
+
+
 def decline(ex: Exchange, cid: str, referral) -> Response:
     """The signed-in person's agency declines a referral routed to it."""
     key = coordination_id(cid)
@@ -174,8 +181,9 @@ def decline(ex: Exchange, cid: str, referral) -> Response:
 
 
 def pipeline_query(ex: Exchange, allowed: tuple[str, ...] = SCALAR_PARAMETERS) -> dict[str, Any]:
-    """The query string as the pipeline RPCs take it: lists repeated (`?stage=a&stage=b`)
-    or comma-separated (`?stage=a,b`); an unknown parameter is refused by name."""
+    """The query string as the pipeline and intake queue RPCs take it: lists repeated
+    (`?stage=a&stage=b`) or comma-separated (`?stage=a,b`); an unknown parameter is
+    refused by name."""
     args = ex.request.args
     query: dict[str, Any] = {}
     unknown = {}

@@ -26,7 +26,7 @@ from gateway import board_pages, errors, i18n, referral_form
 from gateway.auth import Tokens
 from gateway.board_pages import coordination_id_or_404
 from gateway.i18n import N_
-from gateway.pages import csrf_ok, render, see_other
+from gateway.pages import NOTICES, csrf_ok, render, see_other
 from gateway.web import Exchange
 
 INTAKE_ROLES = frozenset({Role.intake_officer, Role.administrator})
@@ -430,8 +430,12 @@ def act(
             for name, found in messages.items()
         }
         return detail_page(ex, cid, referral.referral_detail, display_names, {action: shown}, 422)
-    except kit.Conflict:
-        return see_other(f"/referrals/{cid}?notice=action_conflict")
+    except kit.Conflict as exc:
+        code = errors.conflict_code(exc)
+        notice = f"conflict_{code.value}" if code else ""
+        return see_other(
+            f"/referrals/{cid}?notice={notice if notice in NOTICES else 'action_conflict'}"
+        )
     return see_other(f"/referrals/{cid}?notice={ACTION_NOTICES[action]}")
 
 

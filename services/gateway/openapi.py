@@ -4,6 +4,7 @@ gateway and the services validate with (concord_contracts.rpc) plus the gateway'
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -12,8 +13,10 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields as ma_fields
 
 from concord_contracts import rpc
+from concord_contracts.cases import ConflictCode
 from concord_contracts.codes import REFERENCE_LISTS
-from gateway import openapi_cases, openapi_hub, schemas
+from concord_kit import errors as kit
+from gateway import errors, openapi_cases, openapi_hub, schemas
 
 TITLE = "Concord API"
 VERSION = "1.0.0"
@@ -26,6 +29,11 @@ _ERRORS: dict[int, tuple[str, str]] = {
     409: ("Conflict", "The record is not in a state that allows this."),
     413: ("PayloadTooLarge", "The body is larger than 256 KiB."),
     422: ("InvalidInput", "Fields are not valid; `error.fields` names each one."),
+    429: (
+        "TooManyAttempts",
+        "Too many failed sign-ins for this username or from this address (`too_many_attempts`):"
+        " the password was not checked; try again after `Retry-After` seconds.",
+    ),
     502: ("BadGateway", "A service failed in an undeclared way."),
     503: ("ServiceUnavailable", "A service this needs did not answer in time."),
 }
@@ -90,6 +98,27 @@ def _operation(
     return operation
 
 
+def _conflict(why: Mapping[ConflictCode, str]) -> dict:
+    """A 409 response whose `error.code` is one of `why` (each code with what it means),
+    with the first as the example, answered as the gateway answers it."""
+    example = next(iter(why))
+    return {
+        "description": "Refused, nothing written; `error.code` says why: "
+        + "; ".join(f"`{code.value}`: {meaning}" for code, meaning in why.items()),
+        "content": _json(
+            {
+                "allOf": [{"$ref": "#/components/schemas/Error"}],
+                "example": {
+                    "error": {
+                        "code": example.value,
+                        "message": errors.problem_for(kit.Conflict(example.value)).message,
+                    }
+                },
+            }
+        ),
+    }
+
+
 def _string_enums(self, field, **kwargs) -> dict:
     """Codes are strings: say so, for clients generated from this document."""
     if isinstance(field, ma_fields.Enum) and issubclass(field.enum, StrEnum):
@@ -133,8 +162,16 @@ def document() -> dict:
         schemas.HealthReportSchema,
     ):
         spec.components.schema(schema.__name__.removesuffix("Schema"), schema=schema)
-    for name, description in _ERRORS.values():
-        spec.components.response(name, {"description": description, "content": _json("Error")})
+    for status, (name, description) in _ERRORS.items():
+        response: dict[str, Any] = {"description": description, "content": _json("Error")}
+        if status == 429:
+            response["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds to wait before the next sign-in attempt.",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            }
+        spec.components.response(name, response)
 
     spec.path(
         "/api/v1/auth/token",
@@ -142,7 +179,7 @@ def document() -> dict:
             "post": _operation(
                 "Exchange a username and password for an access token (30 minutes)",
                 "issueToken",
-                _responses(200, "A bearer token.", "TokenResponse", 400, 401, 413, 422),
+                _responses(200, "A bearer token.", "TokenResponse", 400, 401, 413, 422, 429),
                 tag="auth",
                 body="TokenRequest",
                 public=True,
@@ -169,25 +206,6 @@ def document() -> dict:
                 ),
                 tag="referrals",
                 body="ReferralSubmission",
-            )
-        },
-    )
-    spec.path(
-        "/api/v1/intake",
-        operations={
-            "get": _operation(
-                "The signed-in person's agency's waiting list",
-                "intakeQueue",
-                _responses(
-                    200,
-                    "Referrals routed to the agency.",
-                    {"type": "array", "items": {"$ref": "#/components/schemas/IntakeItem"}},
-                    401,
-                    403,
-                    502,
-                    503,
-                ),
-                tag="intake",
             )
         },
     )
@@ -285,6 +303,6 @@ def document() -> dict:
             )
         },
     )
-    openapi_cases.add_case_paths(spec, _operation, _responses, _json)
-    openapi_hub.add_hub_paths(spec, _operation, _responses, _json)
+    openapi_cases.add_case_paths(spec, _operation, _responses, _conflict)
+    openapi_hub.add_hub_paths(spec, _operation, _responses, _conflict)
     return spec.to_dict()

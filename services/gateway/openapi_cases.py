@@ -8,6 +8,7 @@ from typing import Any
 from apispec import APISpec
 
 from concord_contracts import cases
+from concord_contracts.cases import ConflictCode
 from gateway.case_api import LIST_PARAMETERS
 
 TAG = "cases"
@@ -43,6 +44,14 @@ _CASE_ID = {
     "name": "case_id",
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
+}
+_CONFLICT = "CaseConflict"
+_CONFLICT_CODES = {
+    ConflictCode.stale_version: "the case changed since it was read (If-Match): read it again",
+    ConflictCode.four_eyes: "a supervisor decides on a plan or closure another one wrote "
+    "or requested",
+    ConflictCode.wrong_state: "the case, its plan, service or follow-up is not in a state "
+    "that allows this",
 }
 _IF_MATCH = {
     "in": "header",
@@ -98,11 +107,11 @@ def name_of(schema: type) -> str:
     return schema.__name__.removesuffix("Schema")
 
 
-def add_case_paths(spec: APISpec, operation, responses, json_content) -> None:
+def add_case_paths(spec: APISpec, operation, responses, conflict) -> None:
     """Register the case schemas and every /api/v1/cases path on `spec`.
 
-    `operation`, `responses` and `json_content` are openapi.py's own builders, so that the
-    case routes are described exactly like the others."""
+    `operation`, `responses` and `conflict` (a 409 by its codes) are openapi.py's own
+    builders, so that the case routes are described exactly like the others."""
     for schema in SCHEMAS:
         # A schema nested in one registered before is registered already, by its name.
         if name_of(schema) not in spec.components.schemas:
@@ -116,12 +125,20 @@ def add_case_paths(spec: APISpec, operation, responses, json_content) -> None:
 
     record = "CaseRecord"
     write_errors = (400, 401, 403, 404, 409, 413, 422, 502, 503)
+    spec.components.response(_CONFLICT, conflict(_CONFLICT_CODES))
+
+    def write_responses(
+        status: int, description: str = "The case as it now stands.", schema: str = record
+    ) -> dict:
+        answers = responses(status, description, schema, *write_errors)
+        answers["409"] = {"$ref": f"#/components/responses/{_CONFLICT}"}
+        return answers
 
     def write(summary, operation_id, body=None, *, status=200, params=(), versioned=True):
         return operation(
             summary,
             operation_id,
-            responses(status, "The case as it now stands.", record, *write_errors),
+            write_responses(status),
             tag=TAG,
             body=body,
             parameters=(_CASE_ID, *params, *((_IF_MATCH,) if versioned else ())),
@@ -314,7 +331,7 @@ def add_case_paths(spec: APISpec, operation, responses, json_content) -> None:
             "post": operation(
                 "Write a note",
                 "addNote",
-                responses(201, "The note.", "Note", *write_errors),
+                write_responses(201, "The note.", "Note"),
                 tag=TAG,
                 body="NoteInput",
                 parameters=(_CASE_ID,),

@@ -9,6 +9,7 @@ from typing import Any
 from apispec import APISpec
 
 from concord_contracts import rpc
+from concord_contracts.cases import ConflictCode
 from concord_contracts.codes import (
     Agency,
     AgencyStatus,
@@ -30,6 +31,7 @@ SCHEMAS = (
     rpc.LinkSchema,
     rpc.DismissDuplicateSchema,
     rpc.DeclineSchema,
+    rpc.IntakePageSchema,
     rpc.PipelinePageSchema,
     rpc.PipelineSummarySchema,
     rpc.PipelineVersionSchema,
@@ -40,6 +42,35 @@ _COORDINATION_ID = {
     "name": "coordination_id",
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
+}
+
+
+_AGENCY_WORKING = "an agency is working on it (and closes its own record)"
+# What each decision's 409 may answer as `error.code`, and what it means there.
+_CONFLICTS: dict[str, dict[ConflictCode, str]] = {
+    "reroute": {
+        ConflictCode.already_with_agency: "an agency named holds it already (it has not "
+        "answered yet, or works on it); route to the others",
+        ConflictCode.wrong_state: "the referral is closed",
+    },
+    "revoke": {
+        ConflictCode.wrong_state: "the routing is not waiting for an answer (answered, "
+        "declined, withdrawn, or never made)",
+    },
+    "close": {
+        ConflictCode.agency_working: _AGENCY_WORKING,
+        ConflictCode.wrong_state: "the referral is closed already",
+    },
+    "link": {
+        ConflictCode.link_to_primary: "the one to keep (`duplicate_of`) is itself a linked "
+        "duplicate; link to the one it is linked to",
+        ConflictCode.agency_working: _AGENCY_WORKING,
+        ConflictCode.wrong_state: "the referral is closed already",
+    },
+    "decline": {
+        ConflictCode.wrong_state: "the routing to the caller's agency is no longer waiting for "
+        "an answer",
+    },
 }
 
 
@@ -91,13 +122,25 @@ def name_of(schema: type) -> str:
     return schema.__name__.removesuffix("Schema")
 
 
-def add_hub_paths(spec: APISpec, operation, responses, json_content) -> None:
-    """Register the hub's schemas and paths on `spec` with openapi.py's own builders."""
+def add_hub_paths(spec: APISpec, operation, responses, conflict) -> None:
+    """Register the hub's schemas and paths on `spec` with openapi.py's own builders
+    (`conflict`: a 409 by its codes)."""
     for schema in SCHEMAS:
         if name_of(schema) not in spec.components.schemas:
             spec.components.schema(name_of(schema), schema=schema)
 
-    decision_errors = (400, 401, 403, 404, 409, 413, 422, 502, 503)
+    def decision_responses(decision: str) -> dict:
+        """A decision answers the pipeline row; a refusal its 409 code, where it has one."""
+        answers = responses(
+            200,
+            "Its pipeline row, as it now stands.",
+            "PipelineRow",
+            *(400, 401, 403, 404, 413, 422, 502, 503),
+        )
+        if decision in _CONFLICTS:
+            answers["409"] = conflict(_CONFLICTS[decision])
+        return dict(sorted(answers.items()))
+
     spec.path(
         "/api/v1/referrals:batch",
         operations={
@@ -169,9 +212,7 @@ def add_hub_paths(spec: APISpec, operation, responses, json_content) -> None:
                 "post": operation(
                     f"{summary} (intake officers)",
                     operation_id,
-                    responses(
-                        200, "Its pipeline row, as it now stands.", "PipelineRow", *decision_errors
-                    ),  # fmt: skip
+                    decision_responses(path),
                     tag=TAG,
                     body=body,
                     parameters=(_COORDINATION_ID,),
@@ -179,14 +220,25 @@ def add_hub_paths(spec: APISpec, operation, responses, json_content) -> None:
             },
         )
     spec.path(
+        "/api/v1/intake",
+        operations={
+            "get": operation(
+                "The signed-in person's agency's waiting list: keyset pages, what waits for "
+                "its answer first, most urgent first, newest first (codes and times only)",
+                "intakeQueue",
+                responses(200, "One page.", "IntakePage", 401, 403, 422, 502, 503),
+                tag="intake",
+                parameters=tuple(_query(n, PAGING[n]) for n in ("limit", "cursor")),
+            )
+        },
+    )
+    spec.path(
         "/api/v1/intake/{coordination_id}/decline",
         operations={
             "post": operation(
                 "Decline a referral routed to the signed-in person's agency, with a reason",
                 "declineReferral",
-                responses(
-                    200, "Its pipeline row, as it now stands.", "PipelineRow", *decision_errors
-                ),  # fmt: skip
+                decision_responses("decline"),
                 tag="intake",
                 body="Decline",
                 parameters=(_COORDINATION_ID,),

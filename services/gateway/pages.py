@@ -17,13 +17,21 @@ import jinja2
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
+from concord_contracts.cases import ConflictCode
 from concord_contracts.codes import AgencyStatus, Organisation, Role
 from concord_kit import errors as kit
 from gateway import errors, i18n
 from gateway.auth import IssuedToken, Principal, Tokens
 from gateway.i18n import N_
 from gateway.users import Account
-from gateway.web import Exchange, clear_cookie, log_failure, read_form, set_cookie
+from gateway.web import (
+    Exchange,
+    clear_cookie,
+    client_address,
+    log_failure,
+    read_form,
+    set_cookie,
+)
 
 SESSION_COOKIE = "concord_session"
 CSRF_COOKIE = "concord_csrf"
@@ -60,12 +68,25 @@ NOTICES: dict[str, tuple[str, str]] = {
         "alert",
         N_("This can no longer be done: the referral changed meanwhile. Check it and try again."),
     ),
+    # An action the hub refused for a reason of its own (`errors.conflict_code`).
+    **{
+        f"conflict_{code.value}": ("alert", errors.CONFLICT_MESSAGES[code])
+        for code in (
+            ConflictCode.already_with_agency,
+            ConflictCode.agency_working,
+            ConflictCode.link_to_primary,
+        )
+    },
     # An agency declining a referral from its waiting list.
     "declined": ("status", N_("Referral declined. The referral hub will re-route it.")),
     "decline_reason_missing": ("alert", N_("Choose a reason to decline the referral.")),
     "decline_conflict": (
         "alert",
         N_("This referral can no longer be declined: it was answered or withdrawn."),
+    ),
+    "waiting_list_restarted": (
+        "alert",
+        N_("That page of the list is no longer valid: here is the first page."),
     ),
 }
 
@@ -220,7 +241,7 @@ def signin_form(ex: Exchange) -> Response:
 def signin(
     ex: Exchange,
     tokens: Tokens,
-    authenticate: Callable[[str, str], Account | None],
+    authenticate: Callable[[str, str, str], Account | None],
 ) -> Response:
     form = read_form(ex.request)
     username = form.get("username", "").strip()[:150]
@@ -231,7 +252,16 @@ def signin(
     if not username or not password:
         error = N_("Enter your username and your password.")
         return render(ex, "signin.html", 422, username=username, error=ex.gettext(error))
-    account = authenticate(username, password)
+    try:
+        account = authenticate(username, password, client_address(ex.request))
+    except errors.GatewayError as exc:
+        if exc.problem.status != 429:
+            raise
+        response = render(
+            ex, "signin.html", 429, username=username, error=ex.gettext(exc.problem.message)
+        )
+        response.headers["Retry-After"] = str(exc.problem.retry_after)
+        return response
     if account is None:
         error = errors.invalid_credentials().problem.message
         return render(ex, "signin.html", 401, username=username, error=ex.gettext(error))
@@ -267,18 +297,32 @@ HOME_BY_ROLE: dict[Role, str] = {
 }
 
 
-def waiting_list(ex: Exchange, intake_queue: Callable[[], list[dict]]) -> Response:
+WAITING_LIST_PAGE = 200
+"""Referrals per page of the waiting list: as many as it showed before it had pages."""
+
+
+def waiting_list(ex: Exchange, intake_queue: Callable[[dict], dict]) -> Response:
+    """The agency's intake queue, a page at a time (`?cursor=` from the "next page" link)."""
     assert ex.principal is not None
     home = HOME_BY_ROLE.get(ex.principal.role)
     if home is not None:
         notice = ex.request.args.get("notice")
         return see_other(f"{home}?notice={notice}" if notice in NOTICES else home)
     agency = i18n.label(ex.language, "organisations", ex.principal.agency)
+    cursor = ex.request.args.get("cursor", "")
     try:
-        items = intake_queue()
+        page = intake_queue({"limit": WAITING_LIST_PAGE, **({"cursor": cursor} if cursor else {})})
     except kit.Forbidden:
         # Hub staff and coordinators have no waiting list of their own: say so, calmly.
-        return render(ex, "waiting_list.html", rows=None, agency=agency)
+        return render(
+            ex, "waiting_list.html", rows=None, agency=agency, next_link=None, first_link=None
+        )
+    except kit.BadInput:
+        if not cursor:
+            raise
+        # An old or altered "next page" link: start again from the first page.
+        return see_other("/?notice=waiting_list_restarted")
+    items = page["items"]
     can_accept = ex.principal.agency in ACCEPTING_AGENCIES
     from gateway.board_pages import due_text  # board_pages builds on this module
 
@@ -304,11 +348,14 @@ def waiting_list(ex: Exchange, intake_queue: Callable[[], list[dict]]) -> Respon
         for item in items
     ]
     language = ex.language
+    following = page.get("next_cursor")
     return render(
         ex,
         "waiting_list.html",
         rows=rows,
         agency=agency,
+        next_link="/?" + urlencode({"cursor": following}) if following else None,
+        first_link="/" if cursor else None,
         opened_case=opened_case(ex),
         decline_reasons=list(i18n.LABELS[language].get("decline_reasons", {}).items()),
         other_agencies=[

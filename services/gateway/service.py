@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -31,7 +33,8 @@ from gateway import (
     users,
 )
 from gateway.auth import Principal
-from gateway.settings import Credentials
+from gateway.settings import Credentials, signin_address_free_failures
+from gateway.signin_limits import ADDRESS_POLICY, Policy, SignInLimits
 from gateway.web import (
     CORRELATION_HEADER,
     Exchange,
@@ -52,6 +55,11 @@ class GatewayService:
     identity = Identity()
     log = Logs()
     tokens = Credentials()
+    # Per process, in memory (docs/operations.md, "Sign-in"): a class attribute, as
+    # nameko makes a new service instance for every request.
+    signin_limits = SignInLimits(
+        address_policy=Policy(signin_address_free_failures(ADDRESS_POLICY.free_failures))
+    )
 
     referral = ServiceCall("referral")
     case_management = ServiceCall("case_management")
@@ -100,7 +108,7 @@ class GatewayService:
 
     @http("GET", "/api/v1/intake")
     def intake_queue(self, request):
-        return self._api(request, lambda ex: api.intake_queue(ex, self.referral))
+        return self._api(request, lambda ex: hub_api.intake_queue(ex, self.referral))
 
     @http("POST", "/api/v1/intake/<coordination_id>/accept")
     def accept_referral(self, request, coordination_id):
@@ -662,17 +670,47 @@ class GatewayService:
             for a in self._social_workers(agency)
         ]
 
-    def _authenticate(self, username: str, password: str) -> users.Account | None:
-        """The active account these credentials open, or None."""
-        with self.db.read() as session:
-            account = users.find_active(session, username)
-        # The hash is checked for an unknown username too (against a dummy), so both
-        # answers take as long; argon2 holds the CPU for tens of milliseconds, so it runs
-        # in a thread, off the event loop.
-        stored = account.password_hash if account else None
-        if tpool.execute(auth.verify_password, stored, password) and account is not None:
-            return account
-        return None
+    def _authenticate(self, username: str, password: str, address: str) -> users.Account | None:
+        """The active account these credentials open, or None; 429 (too_many_attempts)
+        without checking the password while a count this attempt falls under waits after
+        failures (gateway.signin_limits)."""
+        started = time.monotonic()
+        limits = self.signin_limits
+        with limits.turn(username, address, dt.datetime.now(dt.UTC)) as ours:
+            if not ours:  # a flood of attempts under one of its counts: not its turn yet
+                raise errors.too_many_attempts(1)
+            refusal = limits.check(username, address, dt.datetime.now(dt.UTC))
+            if refusal is not None:
+                # Neither the name nor the address is logged: which count, how many, how long.
+                self.log.warning(
+                    "signin_refused",
+                    limit=refusal.kind,
+                    failures=refusal.failures,
+                    retry_after_seconds=refusal.retry_after_seconds,
+                )
+                raise errors.too_many_attempts(refusal.retry_after_seconds)
+            with self.db.read() as session:
+                account = users.find_active(session, username)
+            # The hash is checked for an unknown username too (against a dummy); argon2
+            # holds the CPU for tens of milliseconds, so it runs in a thread, off the event
+            # loop.
+            stored = account.password_hash if account else None
+            verified = tpool.execute(auth.verify_password, stored, password)
+            if verified and account is not None:
+                limits.succeeded(username, address, dt.datetime.now(dt.UTC))
+            else:
+                limits.failed(username, address, dt.datetime.now(dt.UTC))
+        if not verified or account is None:
+            # Answered no sooner than the floor, so an old, slower hash does not tell that
+            # the name exists; after the turn, so the wait holds up no other attempt.
+            auth.answer_failure_no_sooner(started)
+            return None
+        # A hash made with older parameters is replaced while the password is at hand.
+        new_hash = tpool.execute(auth.rehashed, account.password_hash, password)
+        if new_hash is not None:
+            with self.db.unit_of_work() as uow:
+                users.replace_password_hash(uow.session, account.id, new_hash)
+        return account
 
     def _revoke(self, jti: str, expires_at) -> None:
         with self.db.unit_of_work() as uow:

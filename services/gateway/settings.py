@@ -1,4 +1,5 @@
-"""Where the gateway finds its signing key, and the dependency that holds it."""
+"""Where the gateway finds its signing key and its deployment settings, and the dependency
+that holds the key."""
 
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ from gateway.auth import Tokens, warm_up
 SECRET_KEY_ENV = "CONCORD_SECRET_KEY"
 VAR_DIR_ENV = "CONCORD_VAR_DIR"
 KEY_FILE = "secret.key"
+# "true": the session cookie is always `Secure` (every client must use HTTPS). "false"
+# only for plain-HTTP trials. Unset: Secure when the request reached the gateway over
+# HTTPS, or its outermost trusted proxy (X-Forwarded-Proto, with CONCORD_TRUSTED_PROXIES).
+COOKIE_SECURE_ENV = "CONCORD_COOKIE_SECURE"
+# How many proxies in front of the gateway append to X-Forwarded-For (0: none, the peer is
+# the client). Only these are believed: a client can write anything before them.
+TRUSTED_PROXIES_ENV = "CONCORD_TRUSTED_PROXIES"
+# Failed sign-ins one client address may make before it waits (gateway.signin_limits); more
+# for an office whose people all reach the gateway through one address.
+SIGNIN_ADDRESS_FAILURES_ENV = "CONCORD_SIGNIN_ADDRESS_FREE_FAILURES"
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
 # HS256 with a shorter key is guessable offline from any one token.
 MIN_KEY_LENGTH = 32
 
@@ -32,6 +45,30 @@ def secret_key(directory: Path | None = None) -> str:
             raise RuntimeError(f"{SECRET_KEY_ENV} must be at least {MIN_KEY_LENGTH} characters")
         return key
     return _key_file(directory or var_dir())
+
+
+def cookie_secure() -> bool | None:
+    """True or False when set, None to follow the request's own scheme."""
+    value = os.environ.get(COOKIE_SECURE_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value in _TRUE | _FALSE:
+        return value in _TRUE
+    raise RuntimeError(f"{COOKIE_SECURE_ENV} must be true or false")
+
+
+def trusted_proxies() -> int:
+    value = os.environ.get(TRUSTED_PROXIES_ENV, "").strip() or "0"
+    if not value.isdigit() or int(value) > 10:
+        raise RuntimeError(f"{TRUSTED_PROXIES_ENV} must be a whole number from 0 to 10")
+    return int(value)
+
+
+def signin_address_free_failures(default: int) -> int:
+    value = os.environ.get(SIGNIN_ADDRESS_FAILURES_ENV, "").strip() or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise RuntimeError(f"{SIGNIN_ADDRESS_FAILURES_ENV} must be a whole number above 0")
+    return int(value)
 
 
 def _key_file(directory: Path) -> str:
@@ -64,6 +101,9 @@ class Credentials(DependencyProvider):
 
     def setup(self) -> None:
         self.tokens = Tokens(secret_key())
+        # Read now so that a wrong value fails the start, not a sign-in.
+        cookie_secure()
+        trusted_proxies()
         warm_up()
 
     def get_dependency(self, worker_ctx) -> Tokens:

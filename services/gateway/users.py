@@ -117,6 +117,12 @@ def add(
     return str(user_id)
 
 
+def replace_password_hash(session: Session, user_id: str, password_hash: str) -> None:
+    session.execute(
+        sa.update(users).where(users.c.id == uuid.UUID(user_id)).values(password_hash=password_hash)
+    )
+
+
 def exists(session: Session, username: str) -> bool:
     row = session.execute(
         sa.select(users.c.id).where(users.c.username == normalise_username(username))

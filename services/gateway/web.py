@@ -23,7 +23,7 @@ from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from gateway import errors, i18n
+from gateway import errors, i18n, settings
 from gateway.auth import Principal
 
 MAX_JSON_BYTES = 256 * 1024
@@ -75,6 +75,8 @@ def error_response(exc: BaseException, ex: Exchange) -> Response:
     response = json_response(errors.error_body(problem, ex.translations), problem.status)
     if problem.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="concord"'
+    if problem.retry_after is not None:
+        response.headers["Retry-After"] = str(problem.retry_after)
     return response
 
 
@@ -127,6 +129,33 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() or None
 
 
+def forwarded(request: Request, header: str) -> str | None:
+    """What the outermost trusted proxy wrote in an X-Forwarded-* header (each proxy adds
+    its value after the others'); None without trusted proxies or when they wrote none:
+    anything before them is the client's own word."""
+    hops = settings.trusted_proxies()
+    if hops:
+        values = [value.strip() for value in request.headers.get(header, "").split(",")]
+        values = [value for value in values if value]
+        if len(values) >= hops:
+            return values[-hops]
+    return None
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the peer's, or the one the trusted proxies say they served."""
+    return forwarded(request, "X-Forwarded-For") or request.remote_addr or "unknown"
+
+
+def cookie_is_secure(request: Request) -> bool:
+    """Secure as configured; unset, when the request reached the gateway over HTTPS or, behind
+    trusted proxies, reached the outermost one over HTTPS (X-Forwarded-Proto)."""
+    configured = settings.cookie_secure()
+    if configured is not None:
+        return configured
+    return request.is_secure or forwarded(request, "X-Forwarded-Proto") == "https"
+
+
 def set_cookie(
     response: Response,
     request: Request,
@@ -140,7 +169,7 @@ def set_cookie(
         value,
         max_age=max_age,
         path="/",
-        secure=request.is_secure,
+        secure=cookie_is_secure(request),
         httponly=True,
         samesite=samesite,
     )
@@ -148,7 +177,7 @@ def set_cookie(
 
 def clear_cookie(response: Response, request: Request, name: str) -> None:
     response.delete_cookie(
-        name, path="/", secure=request.is_secure, httponly=True, samesite="Strict"
+        name, path="/", secure=cookie_is_secure(request), httponly=True, samesite="Strict"
     )
 
 

@@ -10,6 +10,15 @@ accommodations, the outcome); evidence is only ever referenced by hash, never st
 Beside its own records, the service keeps where its partners stand on each referral (the
 social-services case, a request abroad), from their status events: see
 `concord_kit.partners`.
+
+The hub's decisions on a referral are followed (`Investigation.referral_withdrawn`). When
+the hub *revokes* the routing to justice (consent withdrawn, sent in error, a better
+agency, no longer needed) or records that justice *declined* it (one officer declining at
+the hub while another accepted), justice no longer holds the referral. A record only
+opened, with nothing recorded on it yet, closes with it. An investigation under way
+stays: a crime being investigated does not end because a referral was withdrawn, so the
+withdrawal goes to the audit trail and the hub's status, for the officer to decide. Only
+the hub's newest word counts (its sequence): a late, older decision changes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from concord_contracts.codes import Agency, InvestigationStatus, Organisation, Role
+from concord_contracts.hub_decisions import HubDecision
 
 AGENCY = Agency.justice
 """The agency this service works for: the key of its own status in everyone's pipeline."""
@@ -90,3 +100,13 @@ class Investigation:
             opened_by=accepted_by.user_id,
             details=dict(details),
         )
+
+    def referral_withdrawn(self, decision: HubDecision) -> bool:
+        """The hub no longer routes the referral to justice (revoked, or declined at the
+        hub): a record only opened closes; one under way stays. True when it closed."""
+        if decision.agency != AGENCY:
+            raise ValueError(f"a decision about {decision.agency} is not this record's")
+        if self.status != InvestigationStatus.opened:
+            return False
+        self.status = InvestigationStatus.closed
+        return True

@@ -36,16 +36,20 @@ class InvestigationRepository:
             )
         )
 
-    def for_referral(self, coordination_id: uuid.UUID) -> Investigation | None:
-        row = (
-            self.session.execute(
-                sa.select(investigations).where(
-                    investigations.c.coordination_id == str(coordination_id)
-                )
-            )
-            .mappings()
-            .first()
+    def set_status(self, investigation: Investigation) -> None:
+        self.session.execute(
+            investigations.update()
+            .where(investigations.c.investigation_id == str(investigation.investigation_id))
+            .values(status=str(investigation.status))
         )
+
+    def for_referral(self, coordination_id: uuid.UUID, lock: bool = False) -> Investigation | None:
+        query = sa.select(investigations).where(
+            investigations.c.coordination_id == str(coordination_id)
+        )
+        if lock:
+            query = query.with_for_update()
+        row = self.session.execute(query).mappings().first()
         if row is None:
             return None
         return Investigation(

@@ -77,6 +77,51 @@ class JusticeLiaisonService(ConcordService):
         )
         return self._receipt(investigation)
 
+    @on_event("referral.declined")
+    @on_event("referral.revoked")
+    def follow_hub_decision(self, event: Envelope) -> None:
+        """The hub took the referral back from an agency. Every one is a partner status;
+        one about justice, newer than the hub's last word on it, is also applied to the
+        investigation record (domain.Investigation.referral_withdrawn): audited, and a
+        record it closes announces so, which brings the hub's pipeline along."""
+        now = dt.datetime.now(dt.UTC)
+        with self.db.unit_of_work() as uow:
+            if not uow.first_delivery(event):
+                return
+            repository = InvestigationRepository(uow.session)
+            decision = repository.partners.apply_hub_decision(event, domain.AGENCY)
+            if decision is None:
+                return
+            investigation = repository.for_referral(event.coordination_id, lock=True)
+            if investigation is None:
+                return  # never accepted here: the hub's word is all there is to keep
+            closed = investigation.referral_withdrawn(decision)
+            why = f"hub: {decision.kind} ({decision.reason or 'no reason'})"
+            uow.audit(
+                "investigation.referral_withdrawn",
+                investigation.investigation_id,
+                reason=f"{why}; record closed"
+                if closed
+                else f"{why}; kept as {investigation.status}",
+            )
+            if closed:
+                repository.set_status(investigation)
+                uow.publish(
+                    "investigation.status_changed",
+                    event.coordination_id,
+                    {
+                        "investigation_id": investigation.investigation_id,
+                        "status": investigation.status,
+                        "changed_at": now,
+                    },
+                )
+        self.log.info(
+            "referral_withdrawn",
+            investigation_id=str(investigation.investigation_id),
+            kind=str(decision.kind),
+            status=str(investigation.status),
+        )
+
     # One handler for every partner status this service follows (contracts' topology).
     @on_event("referral.routed")
     @on_event("referral.accepted")

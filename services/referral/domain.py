@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from concord_contracts.cases import ConflictCode
 from concord_contracts.channels import channel_errors
 from concord_contracts.codes import (
     SEXUAL_EXPLOITATION_CATEGORIES,
@@ -647,7 +648,13 @@ def is_newer(sequence: int, last_applied: int) -> bool:
 
 
 class RefusedTransition(Exception):
-    """The referral is not in a state that allows this (answered 409)."""
+    """The referral is not in a state that allows this (answered 409 with `code`). The
+    reason after the code names codes only, never a referral or a person: it may be logged."""
+
+    def __init__(self, code: ConflictCode, reason: str):
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
 
 
 @dataclass
@@ -823,12 +830,14 @@ class Pipeline:
         declined or was withdrawn can."""
         chosen = in_agency_order(agencies)
         if not chosen:
-            raise RefusedTransition("route to at least one agency")
+            raise RefusedTransition(ConflictCode.wrong_state, "route to at least one agency")
         if self.close_reason is not None or self.is_closed:
-            raise RefusedTransition("the referral is closed")
+            raise RefusedTransition(ConflictCode.wrong_state, "the referral is closed")
         holding = [a for a in chosen if a in self.agencies and self.agencies[a].status in HOLDING]
         if holding:
-            raise RefusedTransition(f"already with {', '.join(map(str, holding))}")
+            raise RefusedTransition(
+                ConflictCode.already_with_agency, f"already with {', '.join(map(str, holding))}"
+            )
         for agency in chosen:
             previous = self.agencies.get(agency)
             self.agencies[agency] = AgencyState(
@@ -895,10 +904,11 @@ class Pipeline:
         """The hub closes a referral no agency is working on; routings still waiting for an
         answer are revoked (returned). Agencies working on it close their own records."""
         if self.close_reason is not None or self.is_closed:
-            raise RefusedTransition("the referral is closed already")
+            raise RefusedTransition(ConflictCode.wrong_state, "the referral is closed already")
         if self.working:
             raise RefusedTransition(
-                f"{', '.join(map(str, self.working))} working on it: they close their records"
+                ConflictCode.agency_working,
+                f"{', '.join(map(str, self.working))} working on it: they close their records",
             )
         revoked = []
         for state in self.agencies.values():
@@ -915,7 +925,9 @@ class Pipeline:
         """This referral is the same child's matter as `primary`: it is closed as its
         duplicate and its waiting routings are revoked (returned)."""
         if primary == self.coordination_id:
-            raise RefusedTransition("a referral is not a duplicate of itself")
+            raise RefusedTransition(
+                ConflictCode.wrong_state, "a referral is not a duplicate of itself"
+            )
         revoked = self.close(CloseReason.duplicate, at)
         self.linked_to = primary
         self.hops.append(Hop(at, HopKind.linked, None, None, None))
@@ -925,9 +937,13 @@ class Pipeline:
     def _pending(self, agency: Agency, what: str) -> AgencyState:
         state = self.agencies.get(agency)
         if state is None or not state.routed:
-            raise RefusedTransition(f"not routed to {agency}: nothing to {what}")
+            raise RefusedTransition(
+                ConflictCode.wrong_state, f"not routed to {agency}: nothing to {what}"
+            )
         if state.status != AgencyStatus.pending_acceptance:
-            raise RefusedTransition(f"{agency} is {state.status}: only a waiting routing")
+            raise RefusedTransition(
+                ConflictCode.wrong_state, f"{agency} is {state.status}: only a waiting routing"
+            )
         return state
 
     # --- clocks ---------------------------------------------------------------------
@@ -1108,6 +1124,72 @@ def facet_filter(filters: PipelineFilters) -> list[set[str]]:
     return groups
 
 
+EVERY_ROW = "all"
+"""The count key every pipeline row holds: the unfiltered pipeline's counts per stage."""
+
+
+def count_keys(row: Pipeline) -> set[str]:
+    """The counts per stage a pipeline row is counted in (`pipeline_counts`): every row, its
+    urgency, its channel, each flag, each facet. A filter on one of these is answered from
+    the kept counts instead of counting the rows."""
+    return stored_count_keys(
+        row.urgency.value, row.channel.value, [f.value for f in row.flags], facets(row)
+    )
+
+
+def stored_count_keys(
+    urgency: str, channel: str, flags: Iterable[str], held_facets: Iterable[str]
+) -> set[str]:
+    """`count_keys` of a row as stored: its codes and the facets it holds."""
+    return {
+        EVERY_ROW,
+        f"urgency:{urgency}",
+        f"channel:{channel}",
+        *(f"flag:{flag}" for flag in flags),
+        *held_facets,
+    }
+
+
+def counted_keys(filters: PipelineFilters) -> list[str] | None:
+    """The count keys whose per-stage sums are exactly the counts of the rows these filters
+    match, or None when only counting the rows can tell (a time range, two filters
+    combined, or several values of something a row can hold more than one of: summing
+    those would count a row twice). A stage filter is applied to the sums themselves."""
+    if filters.received_from is not None or filters.received_to is not None:
+        return None
+    asked: list[list[str]] = []
+    # A row has one urgency and one channel: several values of one of them add up exactly.
+    if filters.urgencies:
+        asked.append(sorted(f"urgency:{u.value}" for u in filters.urgencies))
+    if filters.channels:
+        asked.append(sorted(f"channel:{c.value}" for c in filters.channels))
+    if filters.flags:
+        asked.append(sorted(f"flag:{f.value}" for f in filters.flags))
+    asked.extend(sorted(group) for group in facet_filter(filters))
+    if not asked:
+        return [EVERY_ROW]
+    if len(asked) > 1:
+        return None
+    [keys] = asked
+    single_valued = keys[0].startswith(("urgency:", "channel:"))
+    return keys if single_valued or len(keys) == 1 else None
+
+
+def count_changes(
+    before: tuple[Stage, set[str]] | None, after: tuple[Stage, set[str]] | None
+) -> dict[tuple[Stage, str], int]:
+    """How the kept counts move when a row goes from `before` to `after` (stage and count
+    keys; None for a row that did not exist or no longer does)."""
+    changes: dict[tuple[Stage, str], int] = {}
+    if before is not None:
+        for key in before[1]:
+            changes[(before[0], key)] = changes.get((before[0], key), 0) - 1
+    if after is not None:
+        for key in after[1]:
+            changes[(after[0], key)] = changes.get((after[0], key), 0) + 1
+    return {slot: n for slot, n in changes.items() if n}
+
+
 def mask(codes: Iterable[Any], bits: Mapping[Any, int]) -> int:
     total = 0
     for code in codes:
@@ -1217,22 +1299,75 @@ class Cursor:
     coordination_id: str
 
     def encode(self) -> str:
-        data = [self.sort, self.urgency_rank, self.received_at.isoformat(), self.coordination_id]
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+        return _pack_cursor(self.sort, self.urgency_rank, self.received_at, self.coordination_id)
 
     @classmethod
     def decode(cls, text: str, sort: str) -> Cursor:
         """The cursor, or ValueError when it is not one of ours or is for another sort."""
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            given_sort, rank, received, cid = json.loads(raw)
-            instant = dt.datetime.fromisoformat(received)
-            uuid.UUID(cid)
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-            raise ValueError("Not a cursor of this query.") from None
-        if given_sort != sort or not isinstance(rank, int) or instant.tzinfo is None:
+        given_sort, rank, instant, cid = _unpack_cursor(text)
+        if given_sort != sort:
             raise ValueError("Not a cursor of this query.")
         return cls(sort, rank, instant, cid)
+
+
+@dataclass(frozen=True)
+class IntakeCursor:
+    """Where a page of an agency's intake queue ended: the place of its last referral in
+    the queue's order (waiting for the agency's answer first, then most urgent, newest,
+    and by coordination id). Opaque to callers, checked when it comes back."""
+
+    waiting: bool
+    urgency_rank: int
+    received_at: dt.datetime
+    coordination_id: str
+
+    @classmethod
+    def of(cls, item: Mapping[str, Any]) -> IntakeCursor:
+        """The place of an intake queue item (status, urgency, received_at, coordination_id)."""
+        return cls(
+            item["status"] == AgencyStatus.pending_acceptance,
+            URGENCY_RANK[item["urgency"]],
+            item["received_at"],
+            str(item["coordination_id"]),
+        )
+
+    def encode(self) -> str:
+        group = "waiting" if self.waiting else "answered"
+        return _pack_cursor(group, self.urgency_rank, self.received_at, self.coordination_id)
+
+    @classmethod
+    def decode(cls, text: str) -> IntakeCursor:
+        """The cursor, or ValueError when it is not one of the intake queue's."""
+        group, rank, instant, cid = _unpack_cursor(text)
+        if group not in ("waiting", "answered"):
+            raise ValueError("Not a cursor of this query.")
+        return cls(group == "waiting", rank, instant, cid)
+
+
+def _pack_cursor(tag: str, rank: int, received_at: dt.datetime, cid: str) -> str:
+    """A page's end as callers carry it: URL-safe base64 of JSON."""
+    data = [tag, rank, received_at.isoformat(), cid]
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def _unpack_cursor(text: str) -> tuple[str, int, dt.datetime, str]:
+    """What `_pack_cursor` packed, or ValueError for anything else: a cursor comes back
+    from outside, so each part is checked before it reaches a query."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        tag, rank, received, cid = json.loads(raw)
+        instant = dt.datetime.fromisoformat(received)
+        cid = str(uuid.UUID(cid if isinstance(cid, str) else ""))  # as the rows spell it
+    except (binascii.Error, ValueError, TypeError, RecursionError):
+        raise ValueError("Not a cursor of this query.") from None
+    if (
+        not isinstance(tag, str)
+        or type(rank) is not int
+        or rank not in URGENCY_RANK.values()
+        or instant.tzinfo is None
+    ):
+        raise ValueError("Not a cursor of this query.")
+    return tag, rank, instant, cid
 
 
 def pipeline_version(last_change: dt.datetime | None, recent_changes: int = 0) -> str:

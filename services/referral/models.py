@@ -9,12 +9,15 @@ The pipeline is built to be filtered and paged at a million rows (PostgreSQL): t
 orders are covered by composite indexes ending in the coordination id (keyset pages), by
 stage and by channel; categories and agency statuses are facets in a table of their own
 (`pipeline_facets`); flags are a bit mask with a partial index of the flagged rows; the last
-change has an index for the cheap version poll.
+change has an index for the cheap version poll; the counts per stage are kept as rows change
+(`pipeline_counts`).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+
+from concord_contracts.codes import AgencyStatus
 
 metadata = sa.MetaData()
 
@@ -125,6 +128,8 @@ sa.Index("ix_pipeline_updated_at", pipeline.c.updated_at)
 
 # One row per agency involved in a referral: its routing (when the hub sent it there) and
 # its status in the pipeline, with the last sequence applied from that agency's service.
+# Each row carries its referral's sort keys (never changed after intake), so the agency's
+# intake queue is a walk of `ix_agency_statuses_queue` that stops at the page's end.
 agency_statuses = sa.Table(
     "agency_statuses",
     metadata,
@@ -147,6 +152,22 @@ agency_statuses = sa.Table(
     sa.Column("decline_reason", sa.String(64), nullable=True),
     sa.Column("suggested_agency", sa.String(64), nullable=True),
     sa.Column("revoke_reason", sa.String(64), nullable=True),
+    sa.Column("urgency_rank", sa.SmallInteger, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+# The intake queue's first key: the agency has answered (waiting ones sort first). The code
+# is written into the SQL, not bound, so that SQLite sees the indexed expression itself.
+ANSWERED = agency_statuses.c.status != sa.literal_column(
+    f"'{AgencyStatus.pending_acceptance.value}'"
+)
+sa.Index(
+    "ix_agency_statuses_queue",
+    agency_statuses.c.agency,
+    agency_statuses.c.routed,
+    ANSWERED,
+    agency_statuses.c.urgency_rank,
+    agency_statuses.c.received_at.desc(),
+    agency_statuses.c.coordination_id,
 )
 _CLOCK_RUNNING = sa.text("due_at IS NOT NULL AND breached_at IS NULL")
 sa.Index(
@@ -165,15 +186,42 @@ sa.Index(
 # What a pipeline row may be filtered by that is not one column of it: each category
 # (`category:<code>`), each agency involved (`agency:<agency>`) and its status
 # (`agency:<agency>:<status>`, `status:<status>`). One text column, so the planner knows
-# from its statistics how rare a value is: a rare one is found through this index, a
-# common one by walking the pipeline's ordered index and probing here.
+# from its statistics how rare a value is. Each facet row carries its referral's sort keys
+# (never changed after intake), so a page filtered by one facet walks that facet's rows in
+# the board's order and stops at the page's end, however rare or common the facet.
 pipeline_facets = sa.Table(
     "pipeline_facets",
     metadata,
     sa.Column("facet", sa.String(100), primary_key=True),
     sa.Column("coordination_id", sa.String(36), primary_key=True),
+    sa.Column("urgency_rank", sa.SmallInteger, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 sa.Index("ix_pipeline_facets_referral", pipeline_facets.c.coordination_id)
+sa.Index(
+    "ix_pipeline_facets_priority",
+    pipeline_facets.c.facet,
+    pipeline_facets.c.urgency_rank,
+    pipeline_facets.c.received_at,
+    pipeline_facets.c.coordination_id,
+)
+sa.Index(
+    "ix_pipeline_facets_received",
+    pipeline_facets.c.facet,
+    pipeline_facets.c.received_at,
+    pipeline_facets.c.coordination_id,
+)
+
+# How many pipeline rows each stage holds, in all and per filter value (`count_keys`: `all`,
+# `urgency:<u>`, `channel:<c>`, `flag:<f>` and the facets above), moved in the same
+# transaction as the rows: the board's counts per stage without counting a million rows.
+pipeline_counts = sa.Table(
+    "pipeline_counts",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("stage", sa.String(64), primary_key=True),
+    sa.Column("n", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
+)
 
 # The timeline: every hop of every referral (codes and times only).
 pipeline_hops = sa.Table(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from concord_contracts.codes import (
@@ -44,6 +45,7 @@ from concord_contracts.rpc import ContactSchema, ReportedChildSchema
 from concord_kit import crypto
 from referral.domain import (
     AGEING_LIMITS,
+    EVERY_ROW,
     FLAG_BITS,
     FUNNEL,
     OPEN_STAGES,
@@ -52,18 +54,25 @@ from referral.domain import (
     Consent,
     Cursor,
     Hop,
+    IntakeCursor,
     Pipeline,
     PipelineFilters,
     RoutingDecision,
     Triage,
+    count_changes,
+    count_keys,
+    counted_keys,
     facet_filter,
     facets,
     mask,
+    stored_count_keys,
 )
 from referral.models import (
+    ANSWERED,
     agency_statuses,
     child_keys,
     pipeline,
+    pipeline_counts,
     pipeline_facets,
     pipeline_hops,
     possible_duplicates,
@@ -122,7 +131,28 @@ class DuplicatePair:
     status: str
 
 
-INTAKE_QUEUE_LIMIT = 200
+_CHILD, _CONTACT = ReportedChildSchema(), ContactSchema()  # one of each, not one per report
+
+_PENDING_COUNTS = "referral.pipeline_count_changes"
+"""Where a session collects how the kept counts move until it commits (`session.info`)."""
+
+
+def _apply_count_changes(session: Session) -> None:
+    """Move the kept counts by what this transaction changed, as its last statement: in one
+    order (key, stage), so two writers wait on each other's counts in turn and never in a
+    circle, and held only for the commit, so a bulk chunk delays a single submission by
+    its commit at most. Exact: the counts commit with the rows or not at all."""
+    pending = session.info.pop(_PENDING_COUNTS, None)
+    changes = sorted((key, str(stage), n) for (stage, key), n in (pending or {}).items() if n)
+    if not changes:
+        return
+    insert = (
+        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    )(pipeline_counts)
+    statement = insert.on_conflict_do_update(
+        index_elements=["key", "stage"], set_={"n": pipeline_counts.c.n + insert.excluded.n}
+    )
+    session.execute(statement, [{"key": k, "stage": stage, "n": n} for k, stage, n in changes])
 
 
 class ReferralRepository:
@@ -138,8 +168,14 @@ class ReferralRepository:
             return
         self.session.execute(referrals.insert(), [self._referral_values(i) for i in items])
         self.session.execute(pipeline.insert(), [self._pipeline_values(i.row) for i in items])
+        for item in items:
+            self._count(None, item.row)
         states = [
-            {"coordination_id": str(i.coordination_id), **self._state_values(state)}
+            {
+                "coordination_id": str(i.coordination_id),
+                **_sort_keys(i.row),
+                **self._state_values(state),
+            }
             for i in items
             for state in i.row.agencies.values()
         ]
@@ -147,11 +183,7 @@ class ReferralRepository:
             self.session.execute(agency_statuses.insert(), states)
         self.session.execute(
             pipeline_facets.insert(),
-            [
-                {"facet": facet, "coordination_id": str(i.coordination_id)}
-                for i in items
-                for facet in sorted(facets(i.row))
-            ],
+            [_facet_values(i.row, facet) for i in items for facet in sorted(facets(i.row))],
         )
         hops = [self._hop_values(i.row.coordination_id, hop) for i in items for hop in i.row.hops]
         if hops:
@@ -197,8 +229,8 @@ class ReferralRepository:
         child = submission.get("child")
         sealed = crypto.seal(
             {
-                "child": None if child is None else ReportedChildSchema().dump(child),
-                "reporter_contact": None if contact is None else ContactSchema().dump(contact),
+                "child": None if child is None else _CHILD.dump(child),
+                "reporter_contact": None if contact is None else _CONTACT.dump(contact),
                 "summary": submission.get("summary"),
             }
         )
@@ -449,17 +481,21 @@ class ReferralRepository:
     def add_pipeline(self, row: Pipeline) -> None:
         """One pipeline row with its agencies and hops (tests and single writes)."""
         self.session.execute(pipeline.insert().values(**self._pipeline_values(row)))
+        self._count(None, row)
         for state in row.agencies.values():
             self.session.execute(
                 agency_statuses.insert().values(
-                    coordination_id=str(row.coordination_id), **self._state_values(state)
+                    coordination_id=str(row.coordination_id),
+                    **_sort_keys(row),
+                    **self._state_values(state),
                 )
             )
         self._write_facets(row)
         self._flush_hops(row)
 
-    def _write_facets(self, row: Pipeline) -> None:
-        """The row's facets as they now are: the ones gone removed, the new ones added."""
+    def _write_facets(self, row: Pipeline) -> set[str]:
+        """The row's facets as they now are: the ones gone removed, the new ones added;
+        the facets it held before."""
         cid = str(row.coordination_id)
         wanted = facets(row)
         held = set(
@@ -478,8 +514,9 @@ class ReferralRepository:
         if new:
             self.session.execute(
                 pipeline_facets.insert(),
-                [{"facet": facet, "coordination_id": cid} for facet in sorted(new)],
+                [_facet_values(row, facet) for facet in sorted(new)],
             )
+        return held
 
     def save_pipeline(self, row: Pipeline) -> None:
         """Write back the stage, flags, clocks and every agency's state of a pipeline row,
@@ -487,9 +524,11 @@ class ReferralRepository:
         cid = str(row.coordination_id)
         values = self._pipeline_values(row)
         del values["coordination_id"]
-        self.session.execute(
-            pipeline.update().where(pipeline.c.coordination_id == cid).values(**values)
-        )
+        p = pipeline.c
+        stored = self.session.execute(
+            sa.select(p.stage, p.urgency, p.channel, p.flags).where(p.coordination_id == cid)
+        ).one()
+        self.session.execute(pipeline.update().where(p.coordination_id == cid).values(**values))
         for state in row.agencies.values():
             state_values = self._state_values(state)
             updated = self.session.execute(
@@ -500,10 +539,23 @@ class ReferralRepository:
             )
             if cast(sa.CursorResult, updated).rowcount == 0:
                 self.session.execute(
-                    agency_statuses.insert().values(coordination_id=cid, **state_values)
+                    agency_statuses.insert().values(
+                        coordination_id=cid, **_sort_keys(row), **state_values
+                    )
                 )
-        self._write_facets(row)
+        held = self._write_facets(row)
+        before = stored_count_keys(stored.urgency, stored.channel, stored.flags, held)
+        self._count((Stage(stored.stage), before), row)
         self._flush_hops(row)
+
+    def _count(self, before: tuple[Stage, set[str]] | None, row: Pipeline) -> None:
+        """Note how this row moves the kept counts; they move when the transaction commits."""
+        pending = self.session.info.get(_PENDING_COUNTS)
+        if pending is None:
+            pending = self.session.info[_PENDING_COUNTS] = {}
+            sa.event.listen(self.session, "before_commit", _apply_count_changes)
+        for slot, n in count_changes(before, (row.stage, count_keys(row))).items():
+            pending[slot] = pending.get(slot, 0) + n
 
     def _flush_hops(self, row: Pipeline) -> None:
         if row.hops:
@@ -772,33 +824,72 @@ class ReferralRepository:
 
     # --- the agencies' waiting lists ----------------------------------------------------
 
-    def intake_queue(self, agency: Agency) -> list[dict[str, Any]]:
-        """The referrals routed to `agency`, most urgent first, then newest first."""
-        rows = self.session.execute(
+    def intake_queue(
+        self, agency: Agency, limit: int, after: IntakeCursor | None = None
+    ) -> tuple[list[dict[str, Any]], IntakeCursor | None]:
+        """One page of the referrals routed to `agency`: what still waits for its answer
+        first, most urgent first, then newest first (keyset: `after` is where the previous
+        page ended), and where the next page starts, None on the last."""
+        # The page is chosen on agency_statuses alone, walking `ix_agency_statuses_queue`
+        # in its order and stopping at the page's end; pipeline is joined for its rows only.
+        s = agency_statuses.c
+        chosen = (
             sa.select(
-                pipeline.c.coordination_id,
-                pipeline.c.received_at,
-                pipeline.c.channel,
-                pipeline.c.categories,
-                pipeline.c.urgency,
-                agency_statuses.c.status,
-                agency_statuses.c.since,
-                agency_statuses.c.due_at,
+                s.coordination_id,
+                s.status,
+                s.since,
+                s.due_at,
+                s.urgency_rank,
+                s.received_at,
+                ANSWERED.label("answered"),
             )
-            .join(agency_statuses, agency_statuses.c.coordination_id == pipeline.c.coordination_id)
-            .where(agency_statuses.c.agency == str(agency))
-            .where(agency_statuses.c.routed.is_(True))
-            # What still waits for an answer first, most urgent first; a bounded list, so a
-            # bulk import never makes the page unusable.
+            .where(s.agency == str(agency))
+            .where(s.routed.is_(True))
+            .order_by(ANSWERED, s.urgency_rank, s.received_at.desc(), s.coordination_id)
+        )
+        if after is not None:
+            # The order's directions differ (newest first, ids upwards), so "after the
+            # cursor" is spelled out key by key rather than as one row comparison.
+            at = sa.literal(after.received_at, type_=s.received_at.type)
+            later_in_group = sa.or_(
+                s.urgency_rank > after.urgency_rank,
+                sa.and_(
+                    s.urgency_rank == after.urgency_rank,
+                    sa.or_(
+                        s.received_at < at,
+                        sa.and_(s.received_at == at, s.coordination_id > after.coordination_id),
+                    ),
+                ),
+            )
+            # Past the last waiting one: every answered one, and the waiting ones after it.
+            chosen = chosen.where(
+                sa.or_(ANSWERED, later_in_group)
+                if after.waiting
+                else sa.and_(ANSWERED, later_in_group)
+            )
+        page = chosen.limit(limit + 1).subquery("page")
+        p = pipeline.c
+        query = (
+            sa.select(
+                page.c.coordination_id,
+                page.c.received_at,
+                p.channel,
+                p.categories,
+                p.urgency,
+                page.c.status,
+                page.c.since,
+                page.c.due_at,
+            )
+            .join(pipeline, p.coordination_id == page.c.coordination_id)
             .order_by(
-                (agency_statuses.c.status != AgencyStatus.pending_acceptance.value),
-                pipeline.c.urgency_rank,
-                pipeline.c.received_at.desc(),
-                pipeline.c.coordination_id,
+                page.c.answered,
+                page.c.urgency_rank,
+                page.c.received_at.desc(),
+                page.c.coordination_id,
             )
-            .limit(INTAKE_QUEUE_LIMIT)
-        ).mappings()
-        return [
+        )
+        found = list(self.session.execute(query).mappings())
+        items = [
             {
                 "coordination_id": uuid.UUID(row["coordination_id"]),
                 "received_at": _aware(row["received_at"]),
@@ -809,13 +900,15 @@ class ReferralRepository:
                 "since": _aware(row["since"]),
                 "due_at": _aware_or_none(row["due_at"]),
             }
-            for row in rows
+            for row in found[:limit]
         ]
+        following = IntakeCursor.of(items[-1]) if len(found) > limit else None
+        return items, following
 
     # --- the coordinators' pipeline -----------------------------------------------------
 
     @staticmethod
-    def _where(filters: PipelineFilters) -> list[Any]:
+    def _where(filters: PipelineFilters, with_facets: bool = True) -> list[Any]:
         p = pipeline.c
         clauses: list[Any] = []
         if filters.stages:
@@ -833,7 +926,7 @@ class ReferralRepository:
         if filters.received_to is not None:
             clauses.append(p.received_at < filters.received_to)
         f = pipeline_facets.c
-        for group in facet_filter(filters):
+        for group in facet_filter(filters) if with_facets else ():
             clauses.append(
                 sa.select(sa.literal(1))
                 .where(f.coordination_id == p.coordination_id)
@@ -847,31 +940,49 @@ class ReferralRepository:
     ) -> tuple[list[Pipeline], Cursor | None]:
         """One page of pipeline rows (keyset: `cursor` is where the previous page ended),
         and the cursor of the next page, None on the last."""
-        p = pipeline.c
-        query = sa.select(pipeline).where(*self._where(filters))
+        groups = facet_filter(filters)
+        if len(groups) == 1 and len(groups[0]) == 1:
+            # One facet: its rows, in the board's order (their own sort keys), joined to the
+            # pipeline; the page ends after `limit` of them, however rare the facet.
+            [[facet]] = groups
+            f = pipeline_facets.c
+            by = f  # the sort keys
+            source = pipeline.join(
+                pipeline_facets,
+                sa.and_(f.coordination_id == pipeline.c.coordination_id, f.facet == facet),
+            )
+            query = sa.select(pipeline).select_from(source)
+            query = query.where(*self._where(filters, with_facets=False))
+        else:
+            by = pipeline.c
+            query = sa.select(pipeline).where(*self._where(filters))
         if sort == "priority":
-            key = (p.urgency_rank, p.received_at, p.coordination_id)
+            key = (by.urgency_rank, by.received_at, by.coordination_id)
             if cursor is not None:
                 query = query.where(
                     sa.tuple_(*key)
                     > sa.tuple_(
                         sa.literal(cursor.urgency_rank),
-                        sa.literal(cursor.received_at, type_=p.received_at.type),
+                        sa.literal(cursor.received_at, type_=by.received_at.type),
                         sa.literal(cursor.coordination_id),
                     )
                 )
             query = query.order_by(*key)
         else:
-            by_time = (p.received_at, p.coordination_id)
+            by_time = (by.received_at, by.coordination_id)
             if cursor is not None:
                 after = sa.tuple_(*by_time)
                 mark = sa.tuple_(
-                    sa.literal(cursor.received_at, type_=p.received_at.type),
+                    sa.literal(cursor.received_at, type_=by.received_at.type),
                     sa.literal(cursor.coordination_id),
                 )
                 query = query.where(after > mark if sort == "oldest" else after < mark)
             query = query.order_by(
-                *(by_time if sort == "oldest" else (p.received_at.desc(), p.coordination_id.desc()))
+                *(
+                    by_time
+                    if sort == "oldest"
+                    else (by.received_at.desc(), by.coordination_id.desc())
+                )
             )
         found = list(self.session.execute(query.limit(limit + 1)).mappings())
         more = len(found) > limit
@@ -887,13 +998,63 @@ class ReferralRepository:
         return rows, following
 
     def counts(self, filters: PipelineFilters) -> dict[Stage, int]:
-        rows = self.session.execute(
-            sa.select(pipeline.c.stage, sa.func.count())
-            .where(*self._where(filters))
-            .group_by(pipeline.c.stage)
-        ).all()
+        """How many rows these filters match in each stage: from the kept counts when they
+        can tell exactly (`counted_keys`), else by counting the matching rows."""
+        keys = counted_keys(filters)
+        if keys is None:
+            rows = self.session.execute(
+                sa.select(pipeline.c.stage, sa.func.count())
+                .where(*self._where(filters))
+                .group_by(pipeline.c.stage)
+            ).all()
+        else:
+            c = pipeline_counts.c
+            query = sa.select(c.stage, sa.func.sum(c.n)).where(c.key.in_(keys)).group_by(c.stage)
+            if filters.stages:
+                query = query.where(c.stage.in_(sorted(str(s) for s in filters.stages)))
+            rows = self.session.execute(query).all()
         found = {Stage(stage): int(n) for stage, n in rows}
         return {stage: found.get(stage, 0) for stage in Stage}
+
+    def counts_of_rows(self) -> dict[tuple[str, str], int]:
+        """The kept counts as the rows themselves give them, (key, stage) -> n: what
+        `pipeline_counts` must hold (its tests compare the two)."""
+        p, f = pipeline.c, pipeline_facets.c
+        every = sa.func.count()
+        selects = [
+            sa.select(sa.literal(EVERY_ROW), p.stage, every).group_by(p.stage),
+            sa.select(sa.literal("urgency:") + p.urgency, p.stage, every).group_by(
+                p.urgency, p.stage
+            ),
+            sa.select(sa.literal("channel:") + p.channel, p.stage, every).group_by(
+                p.channel, p.stage
+            ),
+            sa.select(f.facet, p.stage, every)
+            .join(pipeline, p.coordination_id == f.coordination_id)
+            .group_by(f.facet, p.stage),
+            *(
+                sa.select(sa.literal(f"flag:{flag.value}"), p.stage, every)
+                .where(p.flag_mask.op("&")(bit) != 0)
+                .group_by(p.stage)
+                for flag, bit in FLAG_BITS.items()
+            ),
+        ]
+        found: dict[tuple[str, str], int] = {}
+        for select in selects:
+            for key, stage, n in self.session.execute(select):
+                found[(key, stage)] = int(n)
+        return found
+
+    def recount(self) -> None:
+        """Count the kept counts again from the rows (after rows were written around the
+        hub, as the benchmark's copies are)."""
+        found = self.counts_of_rows()
+        self.session.execute(pipeline_counts.delete())
+        if found:
+            self.session.execute(
+                pipeline_counts.insert(),
+                [{"key": key, "stage": stage, "n": n} for (key, stage), n in sorted(found.items())],
+            )
 
     def funnel(self, filters: PipelineFilters) -> dict[Stage, int]:
         """How many referrals reached each stage (received is every one)."""
@@ -967,6 +1128,16 @@ class ReferralRepository:
         for cid in rows:
             seen.setdefault(cid, None)
         return [uuid.UUID(c) for c in seen]
+
+
+def _sort_keys(row: Pipeline) -> dict[str, Any]:
+    """The referral's place in the board's and the intake queue's orders, copied onto its
+    facet and agency rows (never changed after intake)."""
+    return {"urgency_rank": URGENCY_RANK[row.urgency], "received_at": row.received_at}
+
+
+def _facet_values(row: Pipeline, facet: str) -> dict[str, Any]:
+    return {"facet": facet, "coordination_id": str(row.coordination_id), **_sort_keys(row)}
 
 
 def _legal_basis(consent: Consent | None) -> str | None:

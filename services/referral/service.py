@@ -14,17 +14,22 @@ A timer runs the SLA clocks.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import eventlet
 import sqlalchemy as sa
 from marshmallow import ValidationError
 from nameko.rpc import rpc
 
+from concord_contracts.cases import ConflictCode
 from concord_contracts.codes import Agency, AgencyStatus, ConsentStatus, HopKind
 from concord_contracts.envelope import Envelope
 from concord_contracts.rpc import (
@@ -32,7 +37,8 @@ from concord_contracts.rpc import (
     CloseSchema,
     DeclineSchema,
     DismissDuplicateSchema,
-    IntakeItemSchema,
+    IntakePageSchema,
+    IntakeQuerySchema,
     LinkSchema,
     PipelineFiltersSchema,
     PipelinePageSchema,
@@ -62,6 +68,9 @@ PULL_DETAILS = "referral.details_pulled"
 SUBMITTED = "referral.submitted"
 DETAIL_READ = "referral.detail_read"
 MAX_BATCH = 500
+SUBMISSION = ReferralSubmissionSchema()
+"""One instance for every report: building a schema per report was a fifth of a bulk
+intake's time (marshmallow schemas hold no state between loads)."""
 HELD_RULE = "held_without_consent"
 """The rule code of a referral held because it carries no consent record (a child's own
 report): the intake officer routes it, recording the legal basis."""
@@ -81,6 +90,17 @@ def _load(schema, data: Any, field: str | None = None) -> Any:
     except ValidationError as exc:
         errors = exc.normalized_messages()
         raise BadInput({field: errors} if field else errors) from None
+
+
+def _cursor(text: str | None, decode: Callable[[str], Any]) -> Any:
+    """Where a page starts, from the `cursor` the previous page gave (None: the first
+    page); a cursor that does not decode is BadInput naming it, never a failure."""
+    if not text:
+        return None
+    try:
+        return decode(text)
+    except ValueError as exc:
+        raise BadInput({"cursor": [str(exc)]}) from None
 
 
 def _agency_dump(state: domain.AgencyState) -> dict[str, Any]:
@@ -162,7 +182,8 @@ class ReferralService(ConcordService):
         """Register a referral, triage and route it, and announce it: one transaction.
         The same idempotency key again returns the first receipt (`replayed`)."""
         caller = self.identity.require(domain.SUBMITTER_ROLES)
-        [outcome] = self._take_in(caller, [submission], key_required=False)
+        with SingleSubmissions.taking_one():
+            [outcome] = self._take_in(caller, [submission], bulk=False)
         if outcome.status == "rejected":
             raise BadInput(outcome.errors or {})
         return SubmissionReceiptSchema().dump(
@@ -188,7 +209,7 @@ class ReferralService(ConcordService):
             raise BadInput({"reports": ["A non-empty list of referrals."]})
         if len(reports) > MAX_BATCH:
             raise BadInput({"reports": [f"At most {MAX_BATCH} referrals per call."]})
-        outcomes = self._take_in(caller, reports, key_required=True)
+        outcomes = self._take_in(caller, reports, bulk=True)
         results = []
         for outcome in outcomes:
             result: dict[str, Any] = {
@@ -222,11 +243,17 @@ class ReferralService(ConcordService):
         (`referral.direct`; docs/interfaces/referral.md, "Requests")."""
         return direct.register(self, self.identity.require(), registration)
 
-    def _take_in(self, caller: Caller, reports: Sequence[Any], key_required: bool) -> list[Outcome]:
+    def _take_in(self, caller: Caller, reports: Sequence[Any], bulk: bool) -> list[Outcome]:
+        """Each report checked, then the valid ones registered in one transaction. A bulk
+        intake requires an idempotency key on each report and steps aside for single
+        submissions between reports."""
         outcomes: dict[int, Outcome] = {}
         candidates: list[Candidate] = []
+        pace = BulkPace() if bulk else None
         for index, raw in enumerate(reports):
-            data, errors = self._check(raw, key_required)
+            if pace is not None:
+                pace.between_reports()
+            data, errors = self._check(raw, key_required=bulk)
             if errors is not None:
                 key = raw.get("idempotency_key") if isinstance(raw, dict) else None
                 outcomes[index] = Outcome(
@@ -238,11 +265,11 @@ class ReferralService(ConcordService):
             candidates.append(Candidate(index, data, key, _digest(data) if key else None))
         if candidates:
             try:
-                outcomes.update(self._register(caller, candidates))
+                outcomes.update(self._register(caller, candidates, pace))
             except sa.exc.IntegrityError:
                 # The same idempotency key committed by another call meanwhile: once more,
                 # now that key is known and the report is answered as a replay.
-                outcomes.update(self._register(caller, candidates))
+                outcomes.update(self._register(caller, candidates, pace))
         return [outcomes[i] for i in range(len(reports))]
 
     @staticmethod
@@ -250,14 +277,16 @@ class ReferralService(ConcordService):
         if not isinstance(raw, dict):
             return None, {"_schema": ["A referral is a JSON object."]}
         try:
-            data = ReferralSubmissionSchema().load(raw)
+            data = SUBMISSION.load(raw)
         except ValidationError as exc:
             return None, exc.normalized_messages()
         if key_required and not data.get("idempotency_key"):
             return None, {"idempotency_key": ["Required for each report of a batch."]}
         return domain.complete_for_channel(data), None
 
-    def _register(self, caller: Caller, candidates: list[Candidate]) -> dict[int, Outcome]:
+    def _register(
+        self, caller: Caller, candidates: list[Candidate], pace: BulkPace | None
+    ) -> dict[int, Outcome]:
         outcomes: dict[int, Outcome] = {}
         now = self.hub.now()
         with self.db.unit_of_work() as uow:
@@ -268,6 +297,8 @@ class ReferralService(ConcordService):
             fresh: list[NewReferral] = []
             taken: dict[str, tuple[str | None, Outcome]] = {}  # keys of this call
             for candidate in candidates:
+                if pace is not None:
+                    pace.between_reports()
                 key = candidate.key
                 if key is not None and key in known:
                     before = known[key]
@@ -509,15 +540,23 @@ class ReferralService(ConcordService):
     # --- the agencies' side -------------------------------------------------------------
 
     @rpc
-    def intake_queue(self) -> list[dict]:
-        """The referrals routed to the caller's agency: codes and times only."""
+    def intake_queue(self, query: dict | None = None) -> dict:
+        """One page of the referrals routed to the caller's agency (codes and times only):
+        what waits for its answer first, most urgent first, newest first; `cursor` is the
+        previous page's `next_cursor`."""
         caller = self.identity.require()
         agency = domain.staff_agency(caller.role, caller.agency)
         if agency is None:
             raise Forbidden("only an agency's staff see the referrals routed to it")
+        loaded = _load(IntakeQuerySchema(), query or {})
+        after = _cursor(loaded["cursor"], domain.IntakeCursor.decode)
         with self.db.read() as session:
-            items = ReferralRepository(session).intake_queue(agency)
-        return IntakeItemSchema(many=True).dump(items)
+            items, following = ReferralRepository(session).intake_queue(
+                agency, loaded["limit"], after
+            )
+        return IntakePageSchema().dump(
+            {"items": items, "next_cursor": following.encode() if following else None}
+        )
 
     @rpc
     def pull_details(self, coordination_id: str) -> dict:
@@ -621,10 +660,7 @@ class ReferralService(ConcordService):
             if consent is None or not consent.allows_routing:
                 raise BadInput({"legal_basis": ["Required: no consent is on record."]})
             basis_by = consent.decided_by if consent.legal_basis is not None else None
-            try:
-                agencies = row.route(body["agencies"], domain.MANUAL_RULE, now, self.hub.sla)
-            except domain.RefusedTransition as exc:
-                raise Conflict(str(exc)) from None
+            agencies = row.route(body["agencies"], domain.MANUAL_RULE, now, self.hub.sla)
             repository.add_routing_decision(
                 cid,
                 at=now,
@@ -689,7 +725,10 @@ class ReferralService(ConcordService):
             if kept is None:
                 raise BadInput({"duplicate_of": ["No such referral."]})
             if kept.linked_to is not None:
-                raise Conflict(f"{primary} is itself linked to {kept.linked_to}: link to that")
+                raise Conflict(
+                    ConflictCode.link_to_primary.value,
+                    "the one to keep is itself a duplicate: link to the one it is linked to",
+                )
             revoked = row.link_to(primary, now)
             repository.mark_linked(cid, primary)
             repository.set_duplicate_status(cid, primary, "linked", caller.user_id, now)
@@ -749,7 +788,8 @@ class ReferralService(ConcordService):
         change: Callable[[domain.Pipeline, UnitOfWork, dt.datetime], None],
     ) -> dict:
         """Apply one decision to a referral, locked, in one transaction with its events;
-        a state that does not allow it is a Conflict and changes nothing."""
+        a state that does not allow it is a Conflict with the domain's code (the JSON
+        `error.code`) and changes nothing."""
         now = self.hub.now()
         with self.db.unit_of_work() as uow:
             repository = ReferralRepository(uow.session)
@@ -760,7 +800,7 @@ class ReferralService(ConcordService):
             try:
                 change(row, uow, now)
             except domain.RefusedTransition as exc:
-                raise Conflict(str(exc)) from None
+                raise Conflict(exc.code.value, exc.reason) from None
             row.updated_at = now
             repository.save_pipeline(row)
             self._announce_flags(uow, row, before, now)
@@ -823,12 +863,7 @@ class ReferralService(ConcordService):
         self.identity.require(domain.PIPELINE_OVERSIGHT_ROLES)
         loaded = _load(PipelineQuerySchema(), query or {})
         sort = loaded["sort"]
-        cursor = None
-        if loaded.get("cursor"):
-            try:
-                cursor = domain.Cursor.decode(loaded["cursor"], sort)
-            except ValueError as exc:
-                raise BadInput({"cursor": [str(exc)]}) from None
+        cursor = _cursor(loaded["cursor"], lambda text: domain.Cursor.decode(text, sort))
         with_counts = loaded.get("counts")
         if with_counts is None:
             with_counts = cursor is None
@@ -1031,8 +1066,47 @@ class ReferralService(ConcordService):
         )
 
 
+class SingleSubmissions:
+    """How many single submissions this process is taking in right now: a bulk intake
+    steps aside for them (`BulkPace`). (`threading` is eventlet's under nameko.)"""
+
+    in_progress = 0
+    none_in_progress = threading.Event()
+    none_in_progress.set()
+
+    @classmethod
+    @contextlib.contextmanager
+    def taking_one(cls) -> Iterator[None]:
+        cls.in_progress += 1
+        cls.none_in_progress.clear()
+        try:
+            yield
+        finally:
+            cls.in_progress -= 1
+            if not cls.in_progress:
+                cls.none_in_progress.set()
+
+
+class BulkPace:
+    """A bulk intake is CPU work with no I/O for report after report, and eventlet never
+    preempts: a single (urgent) submission arriving meanwhile would get the process's CPU
+    only at the chunk's I/O waits. Between reports a bulk call lets every other green
+    thread run, and while a single submission is being taken in it waits for it, up to
+    `budget` seconds in all per call (the caller's RPC timeout is 10 s by default)."""
+
+    def __init__(self, budget: float = 1.0):
+        self.left = budget
+
+    def between_reports(self) -> None:
+        eventlet.sleep(0)
+        if SingleSubmissions.in_progress and self.left > 0:
+            started = time.monotonic()
+            SingleSubmissions.none_in_progress.wait(self.left)
+            self.left -= time.monotonic() - started
+
+
 def _digest(data: dict[str, Any]) -> str:
     """A keyed digest of a submission without its idempotency key: what a replay compares."""
     body = {k: v for k, v in data.items() if k != "idempotency_key"}
-    text = json.dumps(ReferralSubmissionSchema().dump(body), sort_keys=True, default=str)
+    text = json.dumps(SUBMISSION.dump(body), sort_keys=True, default=str)
     return crypto.blind_index(f"submission|{text}")

@@ -1,19 +1,20 @@
 """The whole system as processes: every service under supervisor, on the test virtual host,
 the test databases and port 18000, so that a `make run` can stay up beside it."""
 
-import json
 import os
+import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import AMQP_URI, HTTP_PORT, REPO, SERVICES, database_url
+from tests.conftest import AMQP_URI, ARTIFACTS, HTTP_PORT, REPO, SERVICES, database_url
+from tests.http_client import Http
 from tests.synthetic import make_referral
 
 PASSWORD = "concord-test-password"
@@ -32,41 +33,13 @@ def system_environment(var_dir: Path) -> dict[str, str]:
         # every second), so the SLA tests see a flag; high and urgent keep their defaults.
         "CONCORD_SLA_NORMAL_SECONDS": "4",
         "CONCORD_SLA_CHECK_SECONDS": "1",
+        # The sign-in tests say which address they come from (X-Forwarded-For); a request
+        # without the header is the peer's, as before.
+        "CONCORD_TRUSTED_PROXIES": "1",
     }
     for service in SERVICES:
         env[f"CONCORD_{service.upper()}_DATABASE_URL"] = database_url(service)
     return env
-
-
-class Http:
-    """A small JSON client: the tests speak to the gateway as any API user would."""
-
-    def __init__(self, base_url: str):
-        self.base_url = base_url
-
-    def request(self, method: str, path: str, body=None, token: str | None = None, raw=None):
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                payload = response.read()
-                return response.status, json.loads(payload) if payload else None
-        except urllib.error.HTTPError as error:
-            payload = error.read()
-            try:
-                return error.code, json.loads(payload)
-            except ValueError:
-                return error.code, payload.decode(errors="replace")
-
-    def token(self, username: str, password: str = PASSWORD) -> str:
-        status, body = self.request(
-            "POST", "/api/v1/auth/token", {"username": username, "password": password}
-        )
-        assert status == 200, body
-        return body["access_token"]
 
 
 @dataclass
@@ -108,29 +81,41 @@ class RunningSystem:
         raise AssertionError(f"the system did not become healthy: {last}")
 
 
+@contextmanager
+def whole_system(
+    var_dir: Path,
+    logs: str,
+    environment: dict[str, str] | None = None,
+    instances: int = 1,
+    healthy_within: float = 90,
+) -> Iterator[RunningSystem]:
+    """Every service as processes under supervisor (`instances` of each), migrated and
+    seeded; stopped afterwards, its service logs kept in the test artifacts' `logs`."""
+    system = RunningSystem(
+        base_url=f"http://127.0.0.1:{HTTP_PORT}",
+        password=PASSWORD,
+        http=Http(f"http://127.0.0.1:{HTTP_PORT}", PASSWORD),
+        environment=environment or system_environment(var_dir),
+    )
+    system.concord("migrate")
+    system.concord("seed")
+    system.concord("run", "--background", "--instances", str(instances))
+    try:
+        system.wait_healthy(timeout=healthy_within)
+        yield system
+    finally:
+        system.concord("stop", check=False)
+        if (var_dir / "log").exists():
+            kept = ARTIFACTS / logs
+            shutil.rmtree(kept, ignore_errors=True)
+            kept.mkdir(parents=True, exist_ok=True)
+            for log in (var_dir / "log").glob("*.log"):
+                shutil.copyfile(log, kept / log.name)
+
+
 # Package scope: the processes stop when the e2e tests are done, so that no other test's
 # calls or events are answered by them.
 @pytest.fixture(scope="package")
 def running_system(clean_environment, tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("concord-var")
-    environment = system_environment(var_dir)
-    system = RunningSystem(
-        base_url=f"http://127.0.0.1:{HTTP_PORT}",
-        password=PASSWORD,
-        http=Http(f"http://127.0.0.1:{HTTP_PORT}"),
-        environment=environment,
-    )
-    system.concord("migrate")
-    system.concord("seed")
-    system.concord("run", "--background")
-    try:
-        system.wait_healthy()
+    with whole_system(tmp_path_factory.mktemp("concord-var"), "logs") as system:
         yield system
-    finally:
-        system.concord("stop", check=False)
-        logs = var_dir / "log"
-        artifacts = REPO / "var" / "test-artifacts" / "logs"
-        if logs.exists():
-            artifacts.mkdir(parents=True, exist_ok=True)
-            for log in logs.glob("*.log"):
-                (artifacts / log.name).write_bytes(log.read_bytes())

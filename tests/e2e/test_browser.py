@@ -1,32 +1,20 @@
 """Real Chromium against the running system: a social worker signs in and sees the waiting
 list, in their language, and accepts a referral from it.
 
-Chromium is driven from a child Python process. This pytest process is monkey-patched by
-eventlet (tests/conftest.py), and playwright's sync API waits for ever on eventlet's hub
-there; the child runs this same file as a script, does the steps and prints what it saw.
+Chromium is driven from a child Python process (tests/e2e/browser.py says why): the child
+runs this same module, does the steps and prints what it saw.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "var" / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.e2e import browser
+
+ARTIFACTS = browser.ARTIFACTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -35,19 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 def browse(scenario: str, **arguments) -> dict:
-    """Run one scenario below in a fresh Python process; what it observed, as a dict."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, __file__, scenario, json.dumps(arguments)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, f"browser scenario {scenario} failed:\n{done.stderr[-4000:]}"
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return browser.browse(__name__, scenario, timeout=180, **arguments)
 
 
 @pytest.fixture(scope="module")
@@ -111,27 +87,15 @@ def test_a_social_worker_accepts_a_referral_from_the_list(running_system, waitin
 def _sign_in(page, base_url: str, password: str) -> bool:
     page.goto(base_url + "/")
     sent_to_signin = page.url.startswith(base_url + "/signin")
-    page.get_by_label("Username").fill("social")
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    browser.fill_sign_in(page, "social", password)
     page.get_by_role("heading", level=1, name="Waiting list").wait_for()
     return sent_to_signin
-
-
-def _wait_for_row(page, coordination_id: str, timeout: float = 20):
-    """The row of `coordination_id`, reloading while the list catches up."""
-    row = page.locator("tr", has=page.locator("code", has_text=coordination_id))
-    deadline = time.monotonic() + timeout
-    while row.count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        page.reload()
-    return row
 
 
 def scenario_waiting_list(page, base_url, password, coordination_id, screenshot, small_screenshot):
     seen = {"sent_to_signin": _sign_in(page, base_url, password)}
     seen["heading"] = page.locator("h1").inner_text()
-    row = _wait_for_row(page, coordination_id)
+    row = browser.waiting_row(page, coordination_id)
     seen["listed"] = row.count() == 1
     seen["row_has_accept_button"] = row.get_by_role("button", name="Accept").count() == 1
     page.screenshot(path=screenshot, full_page=True)
@@ -139,7 +103,7 @@ def scenario_waiting_list(page, base_url, password, coordination_id, screenshot,
     page.keyboard.press("Tab")
     seen["first_tab_stop"] = page.evaluate("document.activeElement.getAttribute('href')")
 
-    page.set_viewport_size({"width": 375, "height": 740})
+    page.set_viewport_size(browser.PHONE)
     page.screenshot(path=small_screenshot, full_page=True)
 
     page.get_by_role("link", name="Français").click()
@@ -151,7 +115,7 @@ def scenario_waiting_list(page, base_url, password, coordination_id, screenshot,
 
 def scenario_accept(page, base_url, password, coordination_id, screenshot):
     _sign_in(page, base_url, password)
-    row = _wait_for_row(page, coordination_id)
+    row = browser.waiting_row(page, coordination_id)
     row.get_by_role("button", name="Accept").click()
     notice = page.get_by_role("status")
     notice.wait_for()
@@ -172,21 +136,5 @@ def scenario_accept(page, base_url, password, coordination_id, screenshot):
     return seen
 
 
-def main(scenario: str, arguments: str) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-GB")
-            page.set_default_timeout(20_000)
-            seen = globals()[f"scenario_{scenario}"](page, **json.loads(arguments))
-        finally:
-            browser.close()
-    print(json.dumps(seen))
-
-
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    browser.main(globals(), sys.argv[1:])

@@ -4,35 +4,22 @@ each error next to its field) and sees the workflow bar move; writes the plan an
 a supervisor approves it from the approvals queue. Screenshots at desktop and phone widths
 go to var/test-artifacts/.
 
-Chromium is driven from a child Python process, as in test_browser.py (this process is
-monkey-patched by eventlet, and playwright's sync API waits for ever on eventlet's hub).
+Chromium is driven from a child Python process (tests/e2e/browser.py).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from gateway import i18n
+from tests.e2e import browser
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "var" / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 375, "height": 740}
+ARTIFACTS = browser.ARTIFACTS
+DESKTOP = browser.DESKTOP
+PHONE = browser.PHONE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -41,19 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 def browse(scenario: str, **arguments) -> dict:
-    """Run one scenario below in a fresh Python process; what it observed, as a dict."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, __file__, scenario, json.dumps(arguments)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, f"browser scenario {scenario} failed:\n{done.stderr[-4000:]}"
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return browser.browse(__name__, scenario, **arguments)
 
 
 @pytest.fixture(scope="module")
@@ -164,14 +139,6 @@ def test_a_supervisor_approves_the_plan_from_the_queue(running_system, worked_ca
 # -- in the child process -----------------------------------------------------------------
 
 
-def _sign_in(page, base_url: str, username: str, password: str) -> None:
-    page.goto(base_url + "/signin")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
-
-
 def _current_step(page) -> str:
     step = page.locator(".workflow-step[aria-current='step'] .workflow-label")
     # The visually hidden prefix ("Current step:") is for screen readers; the label follows.
@@ -188,14 +155,10 @@ def _shots(page, artifacts: str, name: str) -> None:
 
 def scenario_social_worker(page, base_url, password, coordination_id, given_name, texts, artifacts):
     seen: dict = {"coordination_id": coordination_id}
-    _sign_in(page, base_url, "social", password)
+    browser.sign_in(page, base_url, "social", password)
 
     # The waiting list: accept, then open the case it became.
-    row = page.locator("tr", has=page.locator("code", has_text=coordination_id))
-    deadline = time.monotonic() + 20
-    while row.count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        page.reload()
+    row = browser.waiting_row(page, coordination_id)
     row.get_by_role("button", name="Accept").click()
     seen["accepted_notice"] = page.get_by_role("status").inner_text().strip()
     page.get_by_role("link", name="Open the case").click()
@@ -294,7 +257,7 @@ def scenario_social_worker(page, base_url, password, coordination_id, given_name
 
 def scenario_supervisor(page, base_url, password, case_id, artifacts):
     seen: dict = {}
-    _sign_in(page, base_url, "supervisor", password)
+    browser.sign_in(page, base_url, "supervisor", password)
     page.get_by_role("link", name="Approvals").click()
     row = page.locator(f"tr[data-case-id='{case_id}'][data-kind='plan']")
     seen["in_queue"] = row.count() == 1
@@ -309,21 +272,5 @@ def scenario_supervisor(page, base_url, password, case_id, artifacts):
     return seen
 
 
-def main(scenario: str, arguments: str) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            page = browser.new_page(viewport=DESKTOP, locale="en-GB")
-            page.set_default_timeout(20_000)
-            seen = globals()[f"scenario_{scenario}"](page, **json.loads(arguments))
-        finally:
-            browser.close()
-    print(json.dumps(seen))
-
-
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    browser.main(globals(), sys.argv[1:])

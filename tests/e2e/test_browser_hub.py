@@ -10,34 +10,25 @@
 - An agency declines from its waiting list, the intake officer re-routes from the
   referral's page.
 
-Like test_browser.py, Chromium is driven from a child Python process (this one is
-monkey-patched by eventlet); the child prints what it saw as JSON. Screenshots at desktop
+Chromium is driven from a child Python process (tests/e2e/browser.py); the child prints
+what it saw as JSON. Screenshots at desktop
 and phone widths go to var/test-artifacts/.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "var" / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PHONE = {"width": 375, "height": 740}
+from tests.e2e import browser
+
+ARTIFACTS = browser.ARTIFACTS
+DESKTOP = browser.DESKTOP
+PHONE = browser.PHONE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -48,19 +39,7 @@ def fits_the_phone(seen: dict) -> None:
 
 
 def browse(scenario: str, **arguments) -> dict:
-    """Run one scenario below in a fresh Python process; what it observed, as a dict."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, __file__, scenario, json.dumps(arguments)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, f"browser scenario {scenario} failed:\n{done.stderr[-4000:]}"
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return browser.browse(__name__, scenario, **arguments)
 
 
 def test_an_intake_officer_registers_a_referral_with_the_form(running_system):
@@ -214,33 +193,24 @@ def test_the_intake_officer_links_a_possible_duplicate(running_system):
 # -- in the child process -----------------------------------------------------------------
 
 
-def _sign_in(page, base_url: str, username: str, password: str) -> str:
-    page.goto(base_url + "/signin")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
-    return page.url
-
-
 PHONE_WIDTHS: dict[str, int] = {}  # page -> its width on the phone, reported with `seen`
 
 
 def _shots(page, prefix: str, name: str) -> None:
     """Desktop and phone screenshots, and how wide the page is on the phone (it must fit:
     no sideways scrolling)."""
-    page.set_viewport_size({"width": 1280, "height": 900})
+    page.set_viewport_size(DESKTOP)
     page.screenshot(path=f"{prefix}-{name}.png", full_page=True)
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(300)  # the charts follow the new width on their next frame
     width = page.evaluate("document.documentElement.scrollWidth")
     page.screenshot(path=f"{prefix}-{name}-phone.png", full_page=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
+    page.set_viewport_size(DESKTOP)
     PHONE_WIDTHS[name] = width
 
 
 def scenario_intake_form(page, base_url, password, screenshots):
-    seen = {"landed_on": _sign_in(page, base_url, "intake", password)}
+    seen = {"landed_on": browser.sign_in(page, base_url, "intake", password)}
     page.get_by_role("link", name="Register a referral").first.click()
     page.get_by_role("heading", level=1, name="Register a referral").wait_for()
 
@@ -296,7 +266,7 @@ def scenario_board(
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    seen = {"landed_on": _sign_in(page, base_url, "coordinator", password)}
+    seen = {"landed_on": browser.sign_in(page, base_url, "coordinator", password)}
 
     page.get_by_label("Channel").select_option("school")
     page.get_by_role("button", name="Apply filters").click()
@@ -359,12 +329,8 @@ def scenario_board(
 
 def scenario_decline_and_reroute(page, base_url, password, coordination_id, screenshots):
     seen = {}
-    _sign_in(page, base_url, "social", password)
-    row = page.locator("tr", has=page.locator("code", has_text=coordination_id))
-    deadline = time.monotonic() + 20
-    while row.count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        page.reload()
+    browser.sign_in(page, base_url, "social", password)
+    row = browser.waiting_row(page, coordination_id)
     row.get_by_text("Decline", exact=False).first.click()  # opens the disclosure
     row.get_by_label("Why your agency declines it").select_option("outside_mandate")
     row.get_by_label("A better agency for it (optional)").select_option("justice")
@@ -372,7 +338,7 @@ def scenario_decline_and_reroute(page, base_url, password, coordination_id, scre
     seen["declined_notice"] = page.get_by_role("status").inner_text().strip()
     page.get_by_role("button", name="Sign out").click()
 
-    _sign_in(page, base_url, "intake", password)
+    browser.sign_in(page, base_url, "intake", password)
     page.goto(f"{base_url}/referrals/{coordination_id}")
     # The decline reaches the referral's page as soon as the hub recorded it.
     page.locator("#action-reroute").wait_for()
@@ -393,7 +359,7 @@ def scenario_decline_and_reroute(page, base_url, password, coordination_id, scre
 
 
 def scenario_link_duplicate(page, base_url, password, coordination_id, other, screenshots):
-    _sign_in(page, base_url, "intake", password)
+    browser.sign_in(page, base_url, "intake", password)
     page.goto(f"{base_url}/referrals/{coordination_id}")
     duplicate = page.locator("ul.duplicates li", has=page.locator("code", has_text=other))
     seen = {"offered": duplicate.count() == 1}
@@ -413,22 +379,5 @@ def scenario_link_duplicate(page, base_url, password, coordination_id, other, sc
     return seen
 
 
-def main(scenario: str, arguments: str) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-GB")
-            page.set_default_timeout(20_000)
-            seen = globals()[f"scenario_{scenario}"](page, **json.loads(arguments))
-        finally:
-            browser.close()
-    seen["phone_widths"] = PHONE_WIDTHS
-    print(json.dumps(seen))
-
-
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    browser.main(globals(), sys.argv[1:], also=lambda: {"phone_widths": PHONE_WIDTHS})

@@ -23,6 +23,7 @@ from tests.synthetic import (
     make_referral,
     make_registration,
     make_safety,
+    make_self_report,
 )
 
 pytestmark = pytest.mark.e2e
@@ -183,6 +184,28 @@ def test_from_accepted_referral_to_approved_closure_the_pipeline_shows_each_step
     assert case_id in {i["case_id"] for i in closed}
 
 
+def test_a_nameless_self_report_is_accepted_and_its_case_shows_without_a_name(
+    running_system, desks
+):
+    # A child reporting on their own may give nothing but what happened: no name, no
+    # consent on record. The intake officer routes it under a legal basis.
+    report = make_self_report(3)
+    report.pop("child", None)
+    cid = running_system.submit_referral(report)["coordination_id"]
+    desks["intake"].call(
+        "POST",
+        f"/api/v1/referrals/{cid}/reroute",
+        {"agencies": ["social_services"], "legal_basis": "child_safety"},
+    )
+    receipt = desks["social"].call("POST", f"/api/v1/intake/{cid}/accept")
+    case = desks["social"].call("GET", f"/api/v1/cases/{receipt['case_id']}")
+    assert case["status"] == "new" and case["coordination_id"] == cid
+    assert case["child"]["given_name"] is None and case["child"]["family_name"] is None
+    mine = desks["social"].call("GET", "/api/v1/cases?limit=100")["items"]
+    [item] = [i for i in mine if i["case_id"] == receipt["case_id"]]
+    assert item["child"]["given_name"] is None
+
+
 def test_a_case_registered_directly_appears_in_the_pipeline(running_system, desks):
     social = desks["social2"]
     registration = make_registration(5)
@@ -319,3 +342,42 @@ def test_bad_input_on_every_case_route_names_the_field_and_writes_nothing(runnin
     assert after["version"] == version and after["contact"]["address"] is None
     assert after["notes_count"] == before["notes_count"] == 0
     assert after["status"] == "new" and after["assessments_count"] == 0
+
+
+def test_each_409_says_why_and_the_queue_gives_the_version_to_approve_with(running_system, desks):
+    social, supervisor = desks["social"], desks["supervisor"]
+    _, case_id, _ = accepted_case(running_system, desks)
+    base = f"/api/v1/cases/{case_id}"
+    status, answer = supervisor.send("POST", f"{base}/plan/approve")
+    assert (status, answer["error"]["code"]) == (409, "wrong_state"), answer
+
+    social.call("POST", f"{base}/assessments", make_assessment(12), expect=201)
+    social.call("PUT", f"{base}/plan", make_plan(12, services=1))
+    submitted = social.call("POST", f"{base}/plan/submit")
+    queue = supervisor.call("GET", "/api/v1/cases/approvals")
+    item = next(i for i in queue if i["case_id"] == case_id and i["kind"] == "plan")
+    assert item["version"] == submitted["version"]
+
+    # The plan changes after the queue was read: approving what was read is refused.
+    social.call("PUT", f"{base}/plan", make_plan(12, services=2))
+    resubmitted = social.call("POST", f"{base}/plan/submit")
+    stale = {"If-Match": f'"{item["version"]}"'}
+    status, answer = supervisor.send("POST", f"{base}/plan/approve", None, stale)
+    assert (status, answer["error"]["code"]) == (409, "stale_version"), answer
+    assert "version" not in answer["error"]["message"], "the service's own text stays inside"
+
+    # A supervisor who wrote the plan does not approve it.
+    supervisor.call("PUT", f"{base}/plan", make_plan(12, services=1))
+    mine = supervisor.call("POST", f"{base}/plan/submit")
+    assert mine["version"] > resubmitted["version"]
+    current = {"If-Match": f'"{mine["version"]}"'}
+    status, answer = supervisor.send("POST", f"{base}/plan/approve", None, current)
+    assert (status, answer["error"]["code"]) == (409, "four_eyes"), answer
+    approved = desks["supervisor2"].call("POST", f"{base}/plan/approve", None, headers=current)
+
+    # The list gives the version to write with, without reading the case first.
+    listed = social.call("GET", f"/api/v1/cases?status={approved['status']}&limit=100")
+    item = next(i for i in listed["items"] if i["case_id"] == case_id)
+    assert item["version"] == approved["version"]
+    from_list = {"If-Match": f'"{item["version"]}"'}
+    social.call("PUT", f"{base}/sections/contact", {"address": "From the list"}, headers=from_list)

@@ -2,7 +2,6 @@
 nothing lost, nothing applied twice."""
 
 import json
-import subprocess
 import time
 
 import pytest
@@ -11,15 +10,10 @@ from kombu import Connection, Queue
 from concord_contracts.topology import MONITOR_QUEUE
 from tests.conftest import AMQP_URI
 from tests.e2e.test_first_flow import wait_for_pipeline
+from tests.fault.chaos import restart_rabbitmq
 from tests.synthetic import make_referral
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
-
-
-def rabbitmq(action: str) -> None:
-    subprocess.run(["rabbitmqctl", action], check=True, capture_output=True, timeout=120)
-    if action == "start_app":
-        subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True)
 
 
 def accept(http, cid, token, timeout=60):
@@ -60,11 +54,7 @@ def test_broker_restart_between_submission_and_acceptance(running_system):
     receipt = system.submit_referral(make_referral(categories=["grooming"], urgency="normal"))
     cid = receipt["coordination_id"]
 
-    rabbitmq("stop_app")
-    try:
-        time.sleep(3)  # the relays and consumers notice and start retrying
-    finally:
-        rabbitmq("start_app")
+    restart_rabbitmq(down_seconds=3)  # the relays and consumers notice and start retrying
     system.wait_healthy(timeout=120)
 
     status, case = accept(http, cid, social)
@@ -73,8 +63,7 @@ def test_broker_restart_between_submission_and_acceptance(running_system):
     assert status in (200, 201), investigation
 
     # A second outage while the partners' events are in flight.
-    rabbitmq("stop_app")
-    rabbitmq("start_app")
+    restart_rabbitmq(down_seconds=0)
     system.wait_healthy(timeout=120)
 
     row = wait_for_pipeline(

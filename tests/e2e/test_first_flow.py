@@ -4,15 +4,12 @@ of it over RabbitMQ: submit, see it waiting, accept in two agencies, watch the p
 import json
 import re
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from kombu import Connection, Queue
 
 from concord_contracts.events import read_event
-from concord_contracts.topology import events_exchange
-from tests.conftest import AMQP_URI
+from tests.observe import bus_tap
 from tests.synthetic import make_referral
 
 pytestmark = pytest.mark.e2e
@@ -31,30 +28,13 @@ def wait_for_pipeline(system, cid, token, predicate, timeout=30):
 
 
 @pytest.fixture
-def bus_tap():
-    """An exclusive queue bound to every event: what actually crossed the bus."""
-    connection = Connection(AMQP_URI)
-    channel = connection.channel()
-    queue = Queue(
-        f"test.tap.{uuid.uuid4()}",
-        exchange=events_exchange(),
-        routing_key="#",
-        exclusive=True,
-        auto_delete=True,
-    )(channel)
-    queue.declare()
-
-    def drain():
-        bodies = []
-        while (message := queue.get(no_ack=True)) is not None:
-            bodies.append(json.loads(message.body))
-        return bodies
-
-    yield drain
-    connection.release()
+def every_event():
+    """Every event that crosses the bus while the test runs."""
+    with bus_tap("#") as tap:
+        yield tap
 
 
-def test_referral_travels_to_coordinated_status(running_system, bus_tap):
+def test_referral_travels_to_coordinated_status(running_system, every_event):
     system, http = running_system, running_system.http
     referral = make_referral(categories=["sextortion", "grooming"], urgency="high")
     receipt = system.submit_referral(referral)
@@ -69,8 +49,7 @@ def test_referral_travels_to_coordinated_status(running_system, bus_tap):
 
     # Each routed agency sees it waiting, scoped to its own agency.
     for token in (social, police):
-        status, waiting = http.request("GET", "/api/v1/intake", token=token)
-        assert status == 200
+        waiting = http.every_item("/api/v1/intake", token)
         assert cid in {item["coordination_id"] for item in waiting}
     status, _ = http.request("GET", "/api/v1/intake", token=coordinator)
     assert status == 403
@@ -114,7 +93,7 @@ def test_referral_travels_to_coordinated_status(running_system, bus_tap):
     assert referral["summary"][:30] not in text
 
     # What crossed the bus: valid envelopes only, and nothing personal.
-    events = [e for e in bus_tap() if e["coordination_id"] == cid]
+    events = every_event(cid)
     types = [e["event_type"] for e in events]
     for expected in ("referral.received", "referral.routed", "case.opened", "investigation.opened"):
         assert types.count(expected) == 1, types
@@ -154,7 +133,7 @@ def test_only_agencies_it_was_routed_to_can_accept(running_system):
     http = running_system.http
     # Cyberstalking alone, with no child in immediate danger, is not routed to justice.
     receipt = running_system.submit_referral(
-        make_referral(categories=["cyberstalking"], urgency="normal")
+        make_referral(categories=["cyberstalking"], urgency="normal", channel="school")
     )
     cid = receipt["coordination_id"]
     assert receipt["routed_to"] == ["social_services"]

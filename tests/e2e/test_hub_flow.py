@@ -7,56 +7,22 @@ The test system runs normal-urgency acceptance clocks of 4 s, checked every seco
 (tests/e2e/conftest.py); high urgency keeps its 24 h."""
 
 import json
-import time
-import uuid
 
 import pytest
-from kombu import Connection, Queue
 
 from concord_contracts.events import read_event
-from concord_contracts.topology import EVENTS_EXCHANGE, events_exchange
 from tests.bad_referrals import BAD_CASES
-from tests.conftest import AMQP_URI
+from tests.observe import REFERRAL_EVENTS, bus_tap, wait_for
 from tests.synthetic import make_platform_report, make_referral
 
 pytestmark = pytest.mark.e2e
 
 
-def wait_for(predicate, timeout=30.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met in time (last: {last!r})")
-
-
 @pytest.fixture
 def hub_tap():
     """Every referral event on the bus, both lanes."""
-    connection = Connection(AMQP_URI)
-    queue = Queue(
-        f"test.hub.e2e.{uuid.uuid4()}",
-        exchange=events_exchange(),
-        routing_key="referral.*",
-        exclusive=True,
-        auto_delete=True,
-    )(connection.channel())
-    queue.declare()
-    queue.bind_to(exchange=EVENTS_EXCHANGE, routing_key="urgent.referral.*")
-    seen = []
-
-    def drain(cid, event_type=None):
-        while (message := queue.get(no_ack=True)) is not None:
-            seen.append(json.loads(message.body))
-        return [
-            e for e in seen if e["coordination_id"] == cid and event_type in (None, e["event_type"])
-        ]
-
-    yield drain
-    connection.release()
+    with bus_tap(*REFERRAL_EVENTS) as tap:
+        yield tap
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +35,14 @@ def row_of(system, tokens, cid):
     status, row = system.http.request("GET", f"/api/v1/pipeline/{cid}", token=tokens["coordinator"])
     assert status == 200, row
     return row
+
+
+def refused(http, token, path, body, code):
+    """The decision is refused with 409 and `code`, said without naming the referral."""
+    status, answer = http.request("POST", path, body, token=token)
+    assert (status, answer["error"]["code"]) == (409, code), answer
+    coordination_id = path.split("/")[4]  # /api/v1/<area>/<coordination_id>/<decision>
+    assert coordination_id not in json.dumps(answer)
 
 
 def test_decline_then_reroute_then_accept(running_system, tokens, hub_tap):
@@ -90,6 +64,8 @@ def test_decline_then_reroute_then_accept(running_system, tokens, hub_tap):
     )
     assert status == 200, row
     assert row["stage"] == "triaged" and "declined_by_all" in row["flags"]
+    decline = f"/api/v1/intake/{cid}/decline"
+    refused(http, tokens["social"], decline, {"reason": "no_capacity"}, "wrong_state")
     status, _ = http.request(
         "POST", f"/api/v1/intake/{cid}/accept", token=tokens["social"]
     )  # declined: the details are no longer theirs
@@ -109,15 +85,26 @@ def test_decline_then_reroute_then_accept(running_system, tokens, hub_tap):
     )
     assert status == 200, row
     assert row["stage"] == "routed" and row["agencies"]["justice"]["status"] == "pending_acceptance"
+    reroute = f"/api/v1/referrals/{cid}/reroute"
+    refused(http, tokens["intake"], reroute, {"agencies": ["justice"]}, "already_with_agency")
 
-    status, waiting = http.request("GET", "/api/v1/intake", token=tokens["police"])
+    waiting = http.every_item("/api/v1/intake", tokens["police"])
     assert cid in {item["coordination_id"] for item in waiting}
+    for query, field in (
+        ("limit=1000", "limit"),
+        ("cursor=bm90LWEtY3Vyc29y", "cursor"),  # base64, but no place in the queue: the hub's 422
+        ("stage=routed", "stage"),
+    ):
+        status, body = http.request("GET", f"/api/v1/intake?{query}", token=tokens["police"])
+        assert status == 422 and field in body["error"]["fields"], (query, body)
     status, investigation = http.request(
         "POST", f"/api/v1/intake/{cid}/accept", token=tokens["police"]
     )
     assert status in (200, 201), investigation
     row = wait_for(lambda: (r := row_of(running_system, tokens, cid))["stage"] == "in_care" and r)
     assert row["agencies"]["justice"]["status"] == "investigation_opened"
+    close = f"/api/v1/referrals/{cid}/close"
+    refused(http, tokens["intake"], close, {"reason": "no_further_action"}, "agency_working")
     hops = [(h["kind"], h["agency"]) for h in row["timeline"]]
     for hop in (
         ("declined", "social_services"),

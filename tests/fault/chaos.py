@@ -17,6 +17,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -24,24 +25,15 @@ from typing import Any
 from kombu import Connection, Producer, Queue
 
 from concord_contracts import topology
-from tests.conftest import AMQP_URI, VHOST
+from tests.conftest import AMQP_URI, ARTIFACTS, REPO, VHOST
+from tests.observe import wait_for
 
 MANAGEMENT = os.environ.get("CONCORD_TEST_RABBITMQ_API", "http://127.0.0.1:15672/api")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as exc:  # noqa: BLE001 - the system is recovering; try again
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+    """`wait_for` while the system recovers from a fault: any error means "not yet"."""
+    return wait_for(predicate, timeout, interval, what, retry_on=(Exception,))
 
 
 # --- processes ------------------------------------------------------------------------
@@ -70,12 +62,40 @@ def kill_9(system, name: str, timeout: float = 60) -> int:
 
 
 def restart_rabbitmq(down_seconds: float = 2.0) -> None:
+    """RabbitMQ stopped (the node stays, its listeners close) and started again."""
     subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
     try:
         time.sleep(down_seconds)
     finally:
-        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
-        subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True)
+        start_rabbitmq()
+
+
+def start_rabbitmq(timeout: float = 180) -> None:
+    """start_app; a node that does not finish starting is replaced, so the tests after this
+    one still have a broker (a node short of open files once never came back in CI)."""
+    try:
+        subprocess.run(
+            ["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=timeout
+        )
+        subprocess.run(
+            ["rabbitmqctl", "--timeout", str(int(timeout)), "await_startup"],
+            check=True,
+            capture_output=True,
+            timeout=timeout + 10,
+        )
+    # Any failure: under eventlet's monkey patch, a timeout raises green subprocess's own
+    # TimeoutExpired, which is not subprocess.TimeoutExpired.
+    except Exception as exc:  # noqa: BLE001
+        output = (getattr(exc, "stderr", None) or b"").decode(errors="replace")[-500:]
+        warnings.warn(
+            f"RabbitMQ did not start again ({exc}; {output}): replacing the node", stacklevel=2
+        )
+        subprocess.run(["pkill", "-9", "-f", "beam.smp.*rabbit"], capture_output=True)
+        subprocess.run(
+            ["bash", str(REPO / "deploy" / "local" / "ensure-services.sh")],
+            check=True,
+            timeout=300,
+        )
 
 
 def restart_postgresql() -> None:
@@ -289,9 +309,7 @@ def publish_poison(service: str) -> list[str]:
 
 
 def write_artifact(name: str, data: Any) -> Path:
-    from tests.conftest import REPO
-
-    path = REPO / "var" / "test-artifacts" / name
+    path = ARTIFACTS / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
     return path

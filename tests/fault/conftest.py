@@ -9,20 +9,18 @@ whose handler keeps failing is parked within the test's time; the path is the sa
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
 from tests.conftest import (
     AMQP_URI,
-    HTTP_PORT,
     REPO,
     SERVICES,
     database_url,
     reset_bus,
     reset_database,
 )
-from tests.e2e.conftest import PASSWORD, Http, RunningSystem, system_environment
+from tests.e2e.conftest import system_environment, whole_system
 
 FAULT_SETTINGS = """
 # Added by tests/fault/conftest.py: a shorter back-off, so a failing event parks in ~15 s.
@@ -56,24 +54,7 @@ def fault_system(clean_environment, tmp_path_factory):
     config = var_dir / "config.yaml"
     config.write_text((REPO / "deploy" / "config.yaml").read_text() + FAULT_SETTINGS)
     environment = {**system_environment(var_dir), "CONCORD_CONFIG": str(config)}
-    system = RunningSystem(
-        base_url=f"http://127.0.0.1:{HTTP_PORT}",
-        password=PASSWORD,
-        http=Http(f"http://127.0.0.1:{HTTP_PORT}"),
-        environment=environment,
-    )
-    system.concord("migrate")
-    system.concord("seed")
-    system.concord("run", "--background", "--instances", str(INSTANCES))
-    try:
-        system.wait_healthy(timeout=120)
+    with whole_system(
+        var_dir, "fault-logs", environment, instances=INSTANCES, healthy_within=120
+    ) as system:
         yield system
-    finally:
-        system.concord("stop", check=False)
-        logs = var_dir / "log"
-        artifacts = REPO / "var" / "test-artifacts" / "fault-logs"
-        if logs.exists():
-            shutil.rmtree(artifacts, ignore_errors=True)
-            artifacts.mkdir(parents=True, exist_ok=True)
-            for log in logs.glob("*.log"):
-                shutil.copyfile(log, artifacts / log.name)

@@ -190,24 +190,17 @@ def rpc(caller: Caller) -> ClusterRpcClient:
 
 
 def all_referrals(hub) -> list[str]:
-    """Every referral the hub holds, asked of the hub: its paginated pipeline query where it
-    has one, else the list of referrals routed to social services (every referral is)."""
-    try:
-        cids, cursor = [], None
-        while True:
-            query: dict[str, Any] = {"limit": 200, "counts": False}
-            if cursor:
-                query["cursor"] = cursor
-            page = hub.pipeline(query)
-            cids += [item["coordination_id"] for item in page["items"]]
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return cids
-    except Exception as exc:  # noqa: BLE001 - MethodNotFound before issue 3's query lands
-        if "MethodNotFound" not in repr(exc):
-            raise
-    with rpc(SOCIAL) as social:
-        return [item["coordination_id"] for item in social.referral.intake_queue()]
+    """Every referral the hub holds, asked of the hub: its paginated pipeline query."""
+    cids, cursor = [], None
+    while True:
+        query: dict[str, Any] = {"limit": 200, "counts": False}
+        if cursor:
+            query["cursor"] = cursor
+        page = hub.pipeline(query)
+        cids += [item["coordination_id"] for item in page["items"]]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return cids
 
 
 def owners(service, cids: list[str]) -> dict[str, list[dict]]:

@@ -2,7 +2,6 @@
 accepting a referral (once), who may, what crosses the bus, partner statuses applied once
 and in order, and requests abroad with their legal deadline."""
 
-import contextlib
 import datetime as dt
 import json
 import time
@@ -10,14 +9,11 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from kombu import Connection, Queue
 
 from case_management.models import cases
 from case_management.service import CaseManagementService
 from concord_contracts.codes import Organisation, Role
-from concord_contracts.events import EVENTS, read_event
-from concord_contracts.topology import EVENTS_EXCHANGE, events_exchange
-from concord_kit.bus import BusPublisher
+from concord_contracts.events import read_event
 from concord_kit.db import make_engine
 from concord_kit.errors import BadInput, Forbidden
 from concord_kit.identity import Caller
@@ -27,7 +23,9 @@ from concord_kit.tables import audit_trail, inbox
 from cross_border.service import CrossBorderService
 from justice_liaison.models import investigations
 from justice_liaison.service import JusticeLiaisonService
-from tests.conftest import AMQP_URI, database_url
+from tests.conftest import database_url
+from tests.integration.support import in_inbox, publish_event, send
+from tests.observe import wait_for
 from tests.synthetic import make_referral
 
 pytestmark = pytest.mark.integration
@@ -40,121 +38,24 @@ POLICE = Caller("it-police-1", Role.police_liaison_officer, Organisation.justice
 CENTRAL = Caller("it-central-1", Role.central_authority_officer, Organisation.cross_border)
 
 
-def wait_for(predicate, timeout=20.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
-def agencies(container_factory, nameko_config, tmp_path, monkeypatch):
+def agencies(cluster):
     """The hub and the three agency services, and an RPC client per person."""
-    from nameko.standalone.rpc import ClusterRpcClient
-
     from referral.service import ReferralService
 
-    monkeypatch.setenv("CONCORD_VAR_DIR", str(tmp_path))
-    for service_class in (
+    return cluster(
         ReferralService,
         CaseManagementService,
         JusticeLiaisonService,
         CrossBorderService,
-    ):
-        container_factory(service_class, nameko_config).start()
-
-    with contextlib.ExitStack() as stack:
-
-        def as_(caller: Caller):
-            return stack.enter_context(
-                ClusterRpcClient(context_data=caller.as_context(), uri=AMQP_URI, timeout=30)
-            )
-
-        yield {c: as_(c) for c in (INTAKE, SOCIAL, OTHER_SOCIAL, SUPERVISOR, POLICE, CENTRAL)}
-
-
-@pytest.fixture
-def bus_tap():
-    """An exclusive temporary queue bound to every event: what actually crossed the bus."""
-    connection = Connection(AMQP_URI)
-    queue = Queue(
-        f"test.agencies.tap.{uuid.uuid4()}",
-        exchange=events_exchange(),  # topic, as declared: a bare name would mean "direct"
-        routing_key="#",
-        exclusive=True,
-        auto_delete=True,
-    )(connection.channel())
-    queue.declare()
-    seen: list[dict] = []
-
-    def events(cid: str, event_type: str | None = None) -> list[dict]:
-        while (message := queue.get(no_ack=True)) is not None:
-            seen.append(json.loads(message.body))
-        return [
-            e for e in seen if e["coordination_id"] == cid and event_type in (None, e["event_type"])
-        ]
-
-    yield events
-    connection.release()
-
-
-@pytest.fixture
-def database():
-    """Read-only looks into a service's own database, as an operator would."""
-    engines: dict[str, sa.Engine] = {}
-
-    def connect(service: str) -> sa.Engine:
-        if service not in engines:
-            engines[service] = sa.create_engine(database_url(service))
-        return engines[service]
-
-    yield connect
-    for engine in engines.values():
-        engine.dispose()
+        callers=(INTAKE, SOCIAL, OTHER_SOCIAL, SUPERVISOR, POLICE, CENTRAL),
+    )
 
 
 def submit(rpc, **overrides) -> tuple[str, dict]:
     referral = make_referral(categories=["sextortion", "grooming"], **overrides)
     receipt = rpc[INTAKE].referral.submit_referral(referral)
     return receipt["coordination_id"], referral
-
-
-def publish_event(event_type, producer, cid, sequence, payload, event_id=None) -> dict:
-    """An agency's event as its relay would publish it (the same body may be sent twice).
-    `payload` is in its JSON form and must satisfy the contract."""
-    spec = EVENTS[event_type]
-    spec.schema().load(payload)
-    version, body_payload = spec.version, payload
-    body = {
-        "event_id": str(event_id or uuid.uuid4()),
-        "event_type": event_type,
-        "schema_version": version,
-        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-        "producer": producer,
-        "coordination_id": str(cid),
-        "sequence": sequence,
-        "correlation_id": "it-test",
-        "causation_id": None,
-        "payload": body_payload,
-    }
-    return send(body)
-
-
-def send(body: dict) -> dict:
-    publisher = BusPublisher(AMQP_URI)
-    try:
-        publisher.publish(
-            body,
-            exchange=EVENTS_EXCHANGE,
-            routing_key=body["event_type"],
-            message_id=body["event_id"],
-        )
-    finally:
-        publisher.close()
-    return body
 
 
 def investigation_event(cid, sequence, status, event_type="investigation.status_changed"):
@@ -170,15 +71,6 @@ def investigation_event(cid, sequence, status, event_type="investigation.status_
             time_field: dt.datetime(2026, 11, 23, 8, sequence, tzinfo=dt.UTC).isoformat(),
         },
     )
-
-
-def in_inbox(engine, event_id: str) -> bool:
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                sa.select(sa.func.count()).select_from(inbox).where(inbox.c.event_id == event_id)
-            ).scalar()
-        )
 
 
 def partner_rows(engine, cid: str, agency: str) -> list[dict]:
@@ -260,6 +152,41 @@ def test_accepting_opens_exactly_one_case_and_announces_it(agencies, bus_tap, da
     )
 
 
+def test_justice_follows_the_hub_taking_a_referral_back(agencies, bus_tap, database):
+    rpc = agencies
+    cid, _ = submit(rpc)
+    receipt = rpc[POLICE].justice_liaison.accept_referral(cid)
+    engine = database("justice_liaison")
+    at = dt.datetime.now(dt.UTC).isoformat()
+    payload = {"agency": "justice", "reason": "routed_in_error", "revoked_at": at}
+    revoked = publish_event("referral.revoked", "referral", cid, 100, payload)
+    wait_for(lambda: in_inbox(engine, revoked["event_id"]))
+    send(revoked)  # delivered twice
+    # A record only opened closes with it, says so on the bus, and the hub follows.
+    [closed] = wait_for(lambda: bus_tap(cid, "investigation.status_changed"))
+    assert closed["payload"]["status"] == "closed"
+    assert closed["payload"]["investigation_id"] == receipt["investigation_id"]
+    with engine.connect() as conn:
+        status = conn.execute(
+            sa.select(investigations.c.status).where(investigations.c.coordination_id == cid)
+        ).scalar()
+        audited = conn.execute(
+            sa.select(audit_trail.c.user_id, audit_trail.c.reason).where(
+                audit_trail.c.action == "investigation.referral_withdrawn",
+                audit_trail.c.subject == receipt["investigation_id"],
+            )
+        ).all()
+    assert status == "closed"
+    assert [(user, reason.endswith("record closed")) for user, reason in audited] == [
+        ("system", True)
+    ]
+    wait_for(
+        lambda: rpc[INTAKE].referral.pipeline_row(cid)["agencies"]["justice"]["status"] == "closed"
+    )
+    time.sleep(0.5)
+    assert len(bus_tap(cid, "investigation.status_changed")) == 1
+
+
 def test_a_police_officer_cannot_accept_for_social_services(agencies, database):
     rpc = agencies
     cid, _ = submit(rpc)
@@ -291,7 +218,9 @@ def test_a_police_officer_cannot_accept_for_social_services(agencies, database):
 
 def test_a_referral_not_routed_to_justice_cannot_be_accepted_there(agencies):
     rpc = agencies
-    receipt = rpc[INTAKE].referral.submit_referral(make_referral(categories=["cyberstalking"]))
+    # Normal urgency from a school: no rule sends it to the police (immediate danger would).
+    referral = make_referral(categories=["cyberstalking"], channel="school", urgency="normal")
+    receipt = rpc[INTAKE].referral.submit_referral(referral)
     assert receipt["routed_to"] == ["social_services"]
     with pytest.raises(Forbidden):  # refused by the hub: the details are not justice's
         rpc[POLICE].justice_liaison.accept_referral(receipt["coordination_id"])

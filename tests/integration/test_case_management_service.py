@@ -4,28 +4,24 @@ refusals audited), the list due and overdue first with keyset pagination, writes
 stale version refused, bad input refused by name with nothing written, notes and texts
 sealed and never published, partners' requests abroad, and the migration of old rows."""
 
-import contextlib
 import datetime as dt
 import json
-import time
 import uuid
 
 import pytest
 import sqlalchemy as sa
-from kombu import Connection, Queue
 
 from case_management.models import case_notes
 from case_management.repository import CaseRepository
 from case_management.service import CaseManagementService
 from concord_contracts.codes import Organisation, Role
-from concord_contracts.events import EVENTS, read_event
-from concord_contracts.topology import EVENTS_EXCHANGE, events_exchange
-from concord_kit.bus import BusPublisher
+from concord_contracts.events import read_event
 from concord_kit.errors import BadInput, Conflict, Forbidden, NotFound
 from concord_kit.identity import Caller
 from concord_kit.migrations import alembic_config
-from concord_kit.tables import audit_trail, inbox
-from tests.conftest import AMQP_URI, database_url
+from concord_kit.tables import audit_trail
+from tests.integration.support import in_inbox, publish_event, send
+from tests.observe import wait_for
 from tests.synthetic import (
     make_assessment,
     make_case_child,
@@ -34,6 +30,7 @@ from tests.synthetic import (
     make_referral,
     make_registration,
     make_safety,
+    make_self_report,
 )
 
 pytestmark = pytest.mark.integration
@@ -50,70 +47,22 @@ OUTSIDER = Caller("ci-outsider", Role.social_worker, Organisation.justice)
 PEOPLE = (INTAKE, SOCIAL, SOCIAL_2, SUPERVISOR, SUPERVISOR_2, POLICE, COORDINATOR, OUTSIDER)
 
 
-def wait_for(predicate, timeout=20.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
-def rpc(container_factory, nameko_config, tmp_path, monkeypatch):
+def rpc(cluster):
     """The hub and case_management, and an RPC client per person."""
-    from nameko.standalone.rpc import ClusterRpcClient
-
     from referral.service import ReferralService
 
-    monkeypatch.setenv("CONCORD_VAR_DIR", str(tmp_path))
-    for service_class in (ReferralService, CaseManagementService):
-        container_factory(service_class, nameko_config).start()
-    with contextlib.ExitStack() as stack:
-        clients = {
-            c: stack.enter_context(
-                ClusterRpcClient(context_data=c.as_context(), uri=AMQP_URI, timeout=30)
-            )
-            for c in PEOPLE
-        }
-        yield {c: client.case_management for c, client in clients.items()} | {
-            "hub": clients[INTAKE].referral,
-            "hub_as_social": clients[SOCIAL].referral,
-            "hub_as_police": clients[POLICE].referral,
-        }
+    clients = cluster(ReferralService, CaseManagementService, callers=PEOPLE)
+    return {c: client.case_management for c, client in clients.items()} | {
+        "hub": clients[INTAKE].referral,
+        "hub_as_social": clients[SOCIAL].referral,
+        "hub_as_police": clients[POLICE].referral,
+    }
 
 
 @pytest.fixture
-def engine():
-    engine = sa.create_engine(database_url("case_management"))
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def bus_tap():
-    """An exclusive temporary queue bound to every event: what actually crossed the bus."""
-    connection = Connection(AMQP_URI)
-    queue = Queue(
-        f"test.cases.tap.{uuid.uuid4()}",
-        exchange=events_exchange(),
-        routing_key="#",
-        exclusive=True,
-        auto_delete=True,
-    )(connection.channel())
-    queue.declare()
-    seen: list[dict] = []
-
-    def events(cid: str, event_type: str | None = None) -> list[dict]:
-        while (message := queue.get(no_ack=True)) is not None:
-            seen.append(json.loads(message.body))
-        return [
-            e for e in seen if e["coordination_id"] == cid and event_type in (None, e["event_type"])
-        ]
-
-    yield events
-    connection.release()
+def engine(database):
+    return database("case_management")
 
 
 def open_case(rpc, by: Caller = SOCIAL) -> tuple[str, str, dict]:
@@ -132,41 +81,6 @@ def audit_rows(engine, subject: str, action: str | None = None) -> list[tuple]:
         query = query.where(audit_trail.c.action == action)
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(query.order_by(audit_trail.c.id))]
-
-
-def publish(event_type, producer, cid, sequence, payload) -> dict:
-    EVENTS[event_type].schema().load(payload)
-    body = {
-        "event_id": str(uuid.uuid4()),
-        "event_type": event_type,
-        "schema_version": EVENTS[event_type].version,
-        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-        "producer": producer,
-        "coordination_id": str(cid),
-        "sequence": sequence,
-        "correlation_id": "ci-test",
-        "causation_id": None,
-        "payload": payload,
-    }
-    publisher = BusPublisher(AMQP_URI)
-    try:
-        publisher.publish(
-            body, exchange=EVENTS_EXCHANGE, routing_key=event_type, message_id=body["event_id"]
-        )
-    finally:
-        publisher.close()
-    return body
-
-
-def applied(engine, body) -> bool:
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                sa.select(sa.func.count())
-                .select_from(inbox)
-                .where(inbox.c.event_id == body["event_id"])
-            ).scalar()
-        )
 
 
 # --- the whole workflow -------------------------------------------------------------------
@@ -392,6 +306,10 @@ def test_my_cases_due_and_overdue_first_page_by_page(rpc, monkeypatch):
         (today + dt.timedelta(days=d)).isoformat() for d in (5, 12, 20)
     ] + [None]
     assert not any(i["overdue"] for i in mine)
+    # Each item carries the case's version, to write to it without reading it first.
+    versions = {i["case_id"]: i["version"] for i in mine}
+    assert versions == {c: social.get_case(c)["version"] for c, _ in opened}
+    assert len(set(versions.values())) > 1  # an assessment and a plan moved three of them on
 
     # Two weeks on, two are overdue and come first, counted.
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=14)
@@ -517,7 +435,7 @@ def test_partners_statuses_and_every_request_abroad_on_the_case(rpc, engine):
     now = dt.datetime.now(dt.UTC)
     late, on_time = str(uuid.uuid4()), str(uuid.uuid4())
     events = [
-        publish(
+        publish_event(
             "investigation.opened",
             "justice_liaison",
             cid,
@@ -529,7 +447,7 @@ def test_partners_statuses_and_every_request_abroad_on_the_case(rpc, engine):
             },
         ),
         # The status change of the late request overtakes its filing on the way.
-        publish(
+        publish_event(
             "request.status_changed",
             "cross_border",
             cid,
@@ -541,7 +459,7 @@ def test_partners_statuses_and_every_request_abroad_on_the_case(rpc, engine):
                 "changed_at": now.isoformat(),
             },
         ),
-        publish(
+        publish_event(
             "request.filed",
             "cross_border",
             cid,
@@ -555,7 +473,7 @@ def test_partners_statuses_and_every_request_abroad_on_the_case(rpc, engine):
                 "filed_at": (now - dt.timedelta(days=11)).isoformat(),
             },
         ),
-        publish(
+        publish_event(
             "request.filed",
             "cross_border",
             cid,
@@ -571,7 +489,7 @@ def test_partners_statuses_and_every_request_abroad_on_the_case(rpc, engine):
         ),
     ]
     for body in events:
-        wait_for(lambda body=body: applied(engine, body))
+        wait_for(lambda body=body: in_inbox(engine, body["event_id"]))
     partners = rpc[SOCIAL].get_case(case_id)["partners"]
     assert partners["justice"]["status"] == "opened" and not partners["justice"]["overdue"]
     requests = {r["request_id"]: r for r in partners["cross_border"]["requests"]}
@@ -585,6 +503,155 @@ def test_partners_statuses_and_every_request_abroad_on_the_case(rpc, engine):
     assert {"investigation_active", "request_abroad_active"} <= set(case["closure"]["warnings"])
     [waiting] = [i for i in rpc[SUPERVISOR].approvals_queue() if i["case_id"] == case_id]
     assert waiting["kind"] == "closure" and "investigation_active" in waiting["warnings"]
+
+
+# --- the hub takes the referral back -------------------------------------------------------
+
+
+def hub_takes_back(cid, kind, sequence, agency="social_services", reason=None) -> dict:
+    """The hub's `referral.revoked` or `referral.declined`, newer (by its sequence) than
+    anything the hub said of this referral in the test."""
+    at = dt.datetime.now(dt.UTC).isoformat()
+    if kind == "revoked":
+        payload = {"agency": agency, "reason": reason or "consent_withdrawn", "revoked_at": at}
+    else:
+        payload = {
+            "agency": agency,
+            "reason": reason or "already_known",
+            "suggested_agency": None,
+            "declined_at": at,
+        }
+    return publish_event(f"referral.{kind}", "referral", cid, sequence, payload)
+
+
+def routing(cid, sequence, agencies) -> dict:
+    return publish_event(
+        "referral.routed",
+        "referral",
+        cid,
+        sequence,
+        {
+            "agencies": agencies,
+            "urgency": "high",
+            "categories": ["sextortion"],
+            "channel": "helpline",
+            "rule": "intake_officer_decision",
+            "routed_at": dt.datetime.now(dt.UTC).isoformat(),
+        },
+    )
+
+
+def test_a_revoked_referral_closes_the_case_nobody_worked_on_and_the_hub_sees_it(
+    rpc, bus_tap, engine
+):
+    cid, case_id, _ = open_case(rpc)
+    revoked = hub_takes_back(cid, "revoked", 100)
+    wait_for(lambda: in_inbox(engine, revoked["event_id"]))
+    case = rpc[SUPERVISOR].get_case(case_id)
+    assert case["status"] == "closed" and case["closure"] is None
+    withdrawal = case["withdrawal"]
+    assert (withdrawal["kind"], withdrawal["reason"], withdrawal["case_closed"]) == (
+        "revoked",
+        "consent_withdrawn",
+        True,
+    )
+    assert audit_rows(engine, case_id, "case.referral_withdrawn") == [
+        ("system", "case.referral_withdrawn", "allowed")
+    ]
+    [closed] = wait_for(lambda: bus_tap(cid, "case.status_changed"))
+    assert closed["payload"]["status"] == "closed" and closed["sequence"] == 2
+    # The hub's pipeline follows the case's own word.
+    wait_for(
+        lambda: rpc["hub"].pipeline_row(cid)["agencies"]["social_services"]["status"] == "closed"
+    )
+
+    # Delivered again, or an older decision arriving late: nothing changes.
+    send(revoked)
+    late = hub_takes_back(cid, "declined", 99)
+    wait_for(lambda: in_inbox(engine, late["event_id"]))
+    again = rpc[SUPERVISOR].get_case(case_id)
+    assert again["version"] == case["version"] and again["withdrawal"] == withdrawal
+    assert len(bus_tap(cid, "case.status_changed")) == 1
+    assert len(audit_rows(engine, case_id, "case.referral_withdrawn")) == 1
+
+
+def test_accepted_again_after_a_withdrawal_closed_it_the_same_case_opens_again(
+    rpc, bus_tap, engine
+):
+    cid, case_id, _ = open_case(rpc)
+    revoked = hub_takes_back(cid, "revoked", 100)
+    wait_for(lambda: in_inbox(engine, revoked["event_id"]))
+    assert rpc[SOCIAL].get_case(case_id)["status"] == "closed"
+
+    # The hub routes it to social services again (here it never stopped: the pull passes).
+    receipt = rpc[SOCIAL_2].accept_referral(cid)
+    assert receipt["case_id"] == case_id and receipt["status"] == "new"
+    case = rpc[SUPERVISOR].get_case(case_id)
+    assert case["status"] == "new" and case["withdrawal"] is None
+    assert audit_rows(engine, case_id, "case.reopened") == [
+        (SOCIAL_2.user_id, "case.reopened", "allowed")
+    ]
+    statuses = wait_for(
+        lambda: [e["payload"]["status"] for e in bus_tap(cid, "case.status_changed")][1:] or None
+    )
+    assert statuses == ["new"]
+    # The hub's pipeline follows: the case is open again.
+    wait_for(
+        lambda: (
+            rpc["hub"].pipeline_row(cid)["agencies"]["social_services"]["status"] == "case_opened"
+        )
+    )
+    # Accepting once more changes nothing.
+    assert rpc[SOCIAL].accept_referral(cid)["case_id"] == case_id
+    assert rpc[SUPERVISOR].get_case(case_id)["version"] == case["version"]
+
+
+def test_a_case_already_worked_on_stays_open_flagged_until_routed_again(rpc, bus_tap, engine):
+    cid, case_id, _ = open_case(rpc)
+    case = rpc[SOCIAL].record_assessment(case_id, make_assessment(5))
+    declined = hub_takes_back(cid, "declined", 100)
+    wait_for(lambda: in_inbox(engine, declined["event_id"]))
+    flagged = rpc[SOCIAL].get_case(case_id)
+    assert flagged["status"] == "assessed" and flagged["version"] == case["version"] + 1
+    assert flagged["withdrawal"]["kind"] == "declined"
+    assert flagged["withdrawal"]["reason"] == "already_known"
+    assert not flagged["withdrawal"]["case_closed"]
+    # An older routing arriving late (newer only for justice) lifts nothing.
+    late = routing(cid, 99, ["social_services", "justice"])
+    wait_for(lambda: in_inbox(engine, late["event_id"]))
+    assert rpc[SOCIAL].get_case(case_id)["withdrawal"] == flagged["withdrawal"]
+    # Another agency's decision is only its partner status.
+    justice = hub_takes_back(cid, "revoked", 101, agency="justice", reason="routed_in_error")
+    wait_for(lambda: in_inbox(engine, justice["event_id"]))
+    case = rpc[SOCIAL].get_case(case_id)
+    assert case["partners"]["justice"]["status"] == "revoked"
+    assert case["version"] == flagged["version"]
+
+    routed = routing(cid, 102, ["social_services"])
+    wait_for(lambda: in_inbox(engine, routed["event_id"]))
+    case = rpc[SOCIAL].get_case(case_id)
+    assert case["withdrawal"] is None and case["status"] == "assessed"
+    assert not [
+        e for e in bus_tap(cid, "case.status_changed") if e["payload"]["status"] == "closed"
+    ]
+
+
+# --- a child's own report ---------------------------------------------------------------------
+
+
+def test_a_self_report_without_a_name_is_accepted_and_read(rpc):
+    report = make_self_report(3)
+    report.pop("child", None)  # a child reporting may give no name at all
+    cid = rpc["hub"].submit_referral(report)["coordination_id"]
+    # No consent on record: the intake officer routes it under a legal basis.
+    rpc["hub"].reroute(cid, {"agencies": ["social_services"], "legal_basis": "child_safety"})
+    receipt = rpc[SOCIAL].accept_referral(cid)
+    case = rpc[SOCIAL].get_case(receipt["case_id"])
+    assert case["status"] == "new" and case["child"]["given_name"] is None
+    [item] = [
+        i for i in rpc[SOCIAL].list_cases({"limit": 100})["items"] if i["coordination_id"] == cid
+    ]
+    assert item["child"] == {"given_name": None, "family_name": None, "age_years": None}
 
 
 # --- the migration of old rows ------------------------------------------------------------

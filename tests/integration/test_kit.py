@@ -2,7 +2,6 @@
 relay, inbox, sequence numbers, retry and parking, the audit chain."""
 
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -12,12 +11,13 @@ from kombu import Connection, Queue
 from marshmallow import fields
 from nameko.standalone.rpc import ClusterRpcClient
 
+from concord_cli import dlq
 from concord_contracts import events as catalogue
 from concord_contracts import topology
 from concord_kit import audit, outbox
 from concord_kit.bus import BusPublisher, Unroutable
 from concord_kit.db import make_engine
-from concord_kit.events import ATTEMPT_HEADER, REASON_HEADER
+from concord_kit.events import ATTEMPT_HEADER, LANE_HEADER, REASON_HEADER
 from concord_kit.identity import Caller
 from concord_kit.migrations import upgrade
 from concord_kit.tables import audit_trail
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from kit_probe.service import KitProbe  # noqa: E402
 
 from tests.conftest import PG_URL, VHOST  # noqa: E402
+from tests.observe import wait_for  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -34,16 +35,6 @@ pytestmark = pytest.mark.integration
 class ProbeNoted(catalogue.Payload):
     note_id = fields.UUID(required=True)
     fail = fields.Boolean(load_default=False)
-
-
-def wait_for(predicate, timeout=15.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def _pg_database(name: str) -> str:
@@ -55,8 +46,9 @@ def _pg_database(name: str) -> str:
     return f"{PG_URL}/{name}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def probe(request, monkeypatch, nameko_config, tmp_path, container_factory):
+def probe_container(backend, monkeypatch, nameko_config, tmp_path, container_factory):
+    """The probe service on `backend` (sqlite or postgresql), not started yet:
+    (container, config, database URL)."""
     monkeypatch.setitem(
         catalogue.EVENTS,
         "probe.noted",
@@ -70,7 +62,7 @@ def probe(request, monkeypatch, nameko_config, tmp_path, container_factory):
             queue(conn.channel()).purge()
     url = (
         f"sqlite:///{tmp_path}/kit_probe.db"
-        if request.param == "sqlite"
+        if backend == "sqlite"
         else _pg_database(f"{VHOST}_kit_probe")
     )
     config = {
@@ -78,7 +70,14 @@ def probe(request, monkeypatch, nameko_config, tmp_path, container_factory):
         "DATABASE_URLS": {"kit_probe": url},
         "EVENT_RETRY_BACKOFF_SECONDS": [0.2, 0.2],
     }
-    container = container_factory(KitProbe, config)
+    return container_factory(KitProbe, config), config, url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def probe(request, monkeypatch, nameko_config, tmp_path, container_factory):
+    container, config, url = probe_container(
+        request.param, monkeypatch, nameko_config, tmp_path, container_factory
+    )
     container.start()
     client = ClusterRpcClient(uri=config["AMQP_URI"], timeout=15)
     with client as rpc:
@@ -233,6 +232,34 @@ def test_a_failing_handler_is_retried_then_parked_with_its_reason(probe):
     assert headers[REASON_HEADER].startswith("Conflict")
     assert headers[ATTEMPT_HEADER] == 3  # the first try and two retries
     assert parked[0].payload["event_id"] == failing["event_id"]
+
+
+@pytest.mark.parametrize("lane", ["main", "urgent"])
+def test_a_parked_event_is_replayed_into_the_lane_it_came_from(probe, lane):
+    kit, config, _ = probe
+    uri = config["AMQP_URI"]
+    failing = _probe_event(uuid.uuid4(), fail=True)
+    _publish_raw(
+        uri, failing, routing_key=topology.routing_key("probe.noted", 9 * (lane == "urgent"))
+    )
+    parked = wait_for(lambda: dlq.list_parked(uri, ["kit_probe"]))  # they stay parked
+    assert [(p.event_id, p.lane) for p in parked] == [(failing["event_id"], lane)]
+    [replayed] = dlq.replay(uri, ["kit_probe"], failing["event_id"])
+    assert replayed.lane == lane
+    # Back in its lane, it fails again and is parked again: from that same lane.
+    again = wait_for(lambda: _drain_kept(uri))
+    assert [(event_id, parked_from) for event_id, parked_from, _ in again] == [
+        (failing["event_id"], lane)
+    ]
+    assert again[0][2] is not None  # the replay left its mark
+
+
+def _drain_kept(uri: str) -> list[tuple]:
+    """What the probe's parking queue holds, as (event_id, lane header, replayed at)."""
+    return [
+        (m.payload["event_id"], m.headers[LANE_HEADER], m.headers.get(dlq.REPLAYED_AT))
+        for m in _drain(uri, topology.dead_queue_name("kit_probe"))
+    ]
 
 
 @pytest.mark.parametrize(

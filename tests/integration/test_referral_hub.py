@@ -3,17 +3,31 @@ the acceptance loop (decline, re-route, revoke, close), SLA clocks raising flags
 escalations, possible duplicates, the coordinators' pipeline query, the intake officer's
 detail, the urgent lane, and every field of the referral body refused when bad."""
 
+import contextlib
 import datetime as dt
 import json
 import time
 import uuid
 
+import eventlet
 import pytest
 import sqlalchemy as sa
 from kombu import Connection, Queue
+from sqlalchemy.orm import Session
 
 from concord_contracts import topology
-from concord_contracts.codes import CaseStatus, Category, Channel, InvestigationStatus, Urgency
+from concord_contracts.cases import ConflictCode
+from concord_contracts.codes import (
+    Agency,
+    AgencyStatus,
+    CaseStatus,
+    Category,
+    Channel,
+    Flag,
+    InvestigationStatus,
+    Stage,
+    Urgency,
+)
 from concord_contracts.envelope import new_envelope
 from concord_contracts.events import dump_payload, read_event
 from concord_kit import outbox
@@ -21,26 +35,22 @@ from concord_kit.bus import BusPublisher
 from concord_kit.errors import BadInput, Conflict, Forbidden
 from concord_kit.tables import audit_trail
 from concord_kit.tables import outbox as outbox_table
+from referral.domain import PipelineFilters
 from referral.models import (
     agency_statuses,
     child_keys,
     pipeline,
+    pipeline_counts,
     pipeline_hops,
     referrals,
     routing_decisions,
 )
+from referral.repository import ReferralRepository
 from referral.service import ReferralService
 from tests.bad_referrals import BAD_CASES, not_an_object_cases
 from tests.conftest import database_url
-from tests.integration.test_referral_service import (
-    COORDINATOR,
-    INTAKE,
-    POLICE,
-    SOCIAL,
-    Running,
-    handled,
-    wait_for,
-)
+from tests.integration.referral_support import COORDINATOR, INTAKE, POLICE, SOCIAL, handled
+from tests.observe import wait_for
 from tests.synthetic import make_child, make_platform_report, make_referral, make_self_report
 
 pytestmark = pytest.mark.integration
@@ -48,56 +58,42 @@ pytestmark = pytest.mark.integration
 SLA_SECONDS = 1.0
 
 
+@contextlib.contextmanager
+def refused_as(code: ConflictCode, *records: str):
+    """Refused with a 409 whose first argument is `code` (the JSON `error.code`); the text
+    after it names none of `records`."""
+    with pytest.raises(Conflict) as refused:
+        yield
+    assert refused.value.args[0] == code.value
+    assert not any(record in str(refused.value) for record in records)
+
+
 @pytest.fixture
-def hub(nameko_config, container_factory, tmp_path, monkeypatch):
+def hub(run_referral):
     """The referral service on PostgreSQL, with normal-urgency acceptance due after 1 s
     and its clocks checked every 0.2 s."""
-    monkeypatch.setenv("CONCORD_VAR_DIR", str(tmp_path))
-    url = database_url("referral")
-    config = {
-        **nameko_config,
-        "EVENT_RETRY_BACKOFF_SECONDS": [0.2, 0.2],
-        "SLA_ACCEPTANCE_SECONDS": {"immediate_danger": 7200, "high": 86400, "normal": SLA_SECONDS},
-        "SLA_CHECK_SECONDS": 0.2,
-    }
-    container = container_factory(ReferralService, config)
-    container.start()
-    running = Running(container, config, url)
-    yield running
-    running.close()
+    return run_referral(
+        database_url("referral"),
+        SLA_ACCEPTANCE_SECONDS={"immediate_danger": 7200, "high": 86400, "normal": SLA_SECONDS},
+        SLA_CHECK_SECONDS=0.2,
+    )
 
 
 @pytest.fixture
-def tap(nameko_config):
+def tap(referral_tap):
     """Every referral event that crosses the bus, both lanes, with its routing key."""
-    connection = Connection(nameko_config["AMQP_URI"])
-    queue = Queue(
-        f"test.hub.tap.{uuid.uuid4()}",
-        exchange=topology.events_exchange(),
-        routing_key="referral.*",
-        exclusive=True,
-        auto_delete=True,
-    )(connection.channel())
-    queue.declare()
-    queue.bind_to(exchange=topology.EVENTS_EXCHANGE, routing_key="urgent.referral.*")
-    seen = []
-    routing_keys = {}
+    return referral_tap
 
-    def drain(cid=None, event_type=None):
-        while (message := queue.get(no_ack=True)) is not None:
-            body = json.loads(message.body)
-            routing_keys[body["event_id"]] = message.delivery_info["routing_key"]
-            seen.append(body)
-        return [
-            e
-            for e in seen
-            if cid in (None, e["coordination_id"]) and event_type in (None, e["event_type"])
-        ]
 
-    drain.routing_keys = routing_keys
-    yield drain
-    connection.release()
-
+CODES = {
+    "stage": Stage,
+    "urgency": Urgency,
+    "channel": Channel,
+    "category": Category,
+    "flag": Flag,
+    "agency": Agency,
+    "agency_status": AgencyStatus,
+}
 
 INTAKE_EVENTS = ("referral.received", "referral.triaged", "referral.routed")
 
@@ -113,6 +109,17 @@ def counts(hub):
         hub.count(audit_trail),
         hub.count(pipeline_hops, pipeline_hops.c.kind.in_(("received", "triaged", "routed"))),
     ]
+
+
+def assert_counts_kept(hub):
+    """The counts per stage the hub keeps as rows change are the rows' own counts, read in
+    one snapshot (whatever the clocks commit meanwhile)."""
+    with (
+        hub.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
+        Session(bind=conn) as session,
+    ):
+        kept = {(r.key, r.stage): r.n for r in session.execute(sa.select(pipeline_counts)) if r.n}
+        assert kept == ReferralRepository(session).counts_of_rows()
 
 
 def partner_event(event_type, cid, sequence, status, producer, id_field, time_field):
@@ -315,7 +322,7 @@ def test_decline_goes_back_to_intake_then_reroute_then_accept(hub, tap):
     )
     assert row["stage"] == "triaged"
     assert row["flags"] == ["declined_by_all", "awaiting_routing"]
-    with pytest.raises(Conflict):
+    with refused_as(ConflictCode.wrong_state, cid):
         hub.rpc(SOCIAL).decline(cid, {"reason": "no_capacity"})
     with pytest.raises(Forbidden):
         hub.rpc(SOCIAL).pull_details(cid)  # declined: no claim on the details any more
@@ -329,7 +336,7 @@ def test_decline_goes_back_to_intake_then_reroute_then_accept(hub, tap):
         justice["status"] == "pending_acceptance" and justice["rule"] == "intake_officer_decision"
     )
     assert justice["due_at"] is not None
-    with pytest.raises(Conflict):
+    with refused_as(ConflictCode.already_with_agency, cid):
         hub.rpc(INTAKE).reroute(cid, {"agencies": ["justice"]})  # it holds it already
     assert hub.rpc(POLICE).pull_details(cid)["coordination_id"] == cid
 
@@ -339,7 +346,7 @@ def test_decline_goes_back_to_intake_then_reroute_then_accept(hub, tap):
     row = hub.rpc(COORDINATOR).pipeline_row(cid)
     assert row["stage"] == "in_care"
     assert row["agencies"]["justice"]["status"] == "investigation_opened"
-    with pytest.raises(Conflict):
+    with refused_as(ConflictCode.agency_working, cid):
         hub.rpc(INTAKE).close(cid, {"reason": "no_further_action"})  # justice works on it
 
     kinds = [(h["kind"], h["agency"]) for h in row["timeline"]]
@@ -386,7 +393,7 @@ def test_revoke_then_close_with_a_reason(hub, tap):
     assert row["agencies"]["justice"]["status"] == "revoked"
     assert row["agencies"]["justice"]["revoke_reason"] == "routed_in_error"
     assert row["stage"] == "routed"
-    with pytest.raises(Conflict):
+    with refused_as(ConflictCode.wrong_state, cid):
         hub.rpc(INTAKE).revoke(cid, {"agency": "justice"})
     with pytest.raises(Forbidden):
         hub.rpc(POLICE).pull_details(cid)
@@ -395,9 +402,9 @@ def test_revoke_then_close_with_a_reason(hub, tap):
     assert row["stage"] == "closed" and row["close_reason"] == "referred_outside_concord"
     assert row["agencies"]["social_services"]["status"] == "revoked"
     assert row["flags"] == []
-    with pytest.raises(Conflict):
+    with refused_as(ConflictCode.wrong_state, cid):
         hub.rpc(INTAKE).close(cid, {"reason": "no_further_action"})
-    with pytest.raises(Conflict):
+    with refused_as(ConflictCode.wrong_state, cid):
         hub.rpc(INTAKE).reroute(cid, {"agencies": ["social_services"]})
     with pytest.raises(BadInput) as refused:
         hub.rpc(INTAKE).close(str(uuid.uuid4()), {"reason": "nope"})
@@ -406,6 +413,7 @@ def test_revoke_then_close_with_a_reason(hub, tap):
     wait_for(lambda: tap(cid, "referral.closed"))
     revoked = [read_event(e).payload["agency"] for e in tap(cid, "referral.revoked")]
     assert sorted(str(a) for a in revoked) == ["justice", "social_services"]
+    assert_counts_kept(hub)
 
 
 # --- SLA clocks -------------------------------------------------------------------------
@@ -489,6 +497,10 @@ def test_the_same_child_from_another_channel_is_flagged_then_linked_or_dismissed
         make_referral(seed=4, channel="health_service", urgency="high", child=dict(child))
     )
     assert first["coordination_id"] in third["possible_duplicates"]
+    # Not under the one linked as a duplicate: under the one it is linked to.
+    linked = (third["coordination_id"], second["coordination_id"], first["coordination_id"])
+    with refused_as(ConflictCode.link_to_primary, *linked):
+        hub.rpc(INTAKE).link_duplicate(linked[0], {"duplicate_of": linked[1]})
     with pytest.raises(BadInput):
         hub.rpc(INTAKE).dismiss_duplicate(third["coordination_id"], {"other": str(uuid.uuid4())})
     # The one linked as a duplicate is represented by the referral it was linked to.
@@ -503,6 +515,7 @@ def test_the_same_child_from_another_channel_is_flagged_then_linked_or_dismissed
     assert "possible_duplicate" not in row["flags"]
     for cid in (first["coordination_id"], same_channel["coordination_id"]):
         assert "possible_duplicate" not in hub.rpc(COORDINATOR).pipeline_row(cid)["flags"]
+    assert_counts_kept(hub)
 
 
 # --- the coordinators' pipeline -------------------------------------------------------------
@@ -603,6 +616,99 @@ def test_the_pipeline_filters_pages_and_counts(hub):
     for caller in (SOCIAL, POLICE):
         with pytest.raises(Forbidden):
             hub.rpc(caller).pipeline({})
+
+
+COUNTED_QUERIES = (
+    {},
+    {"stage": ["routed", "triaged"]},
+    {"urgency": ["high", "immediate_danger"]},
+    {"channel": ["platform_report"], "stage": ["routed"]},
+    {"category": ["grooming"]},
+    {"flag": ["awaiting_routing"]},
+    {"flag": ["declined_by_all"]},
+    {"agency": ["social_services"], "agency_status": ["pending_acceptance"]},
+    {"agency": ["justice"]},
+    {"agency_status": ["declined"]},
+)
+
+
+def test_the_counts_per_stage_are_the_rows_counted_under_each_single_filter(hub):
+    """Created, declined, re-routed, revoked, closed: the first page's counts (kept as rows
+    change) are what counting the matching rows gives."""
+    made = [
+        hub.rpc(INTAKE).submit_referral(
+            make_referral(seed=60 + i, channel="school", categories=["grooming"], urgency="high")
+        )["coordination_id"]
+        for i in range(3)
+    ]
+    # High urgency: no acceptance clock runs out while the next tests read the pipeline.
+    hub.rpc(INTAKE).submit_batch(
+        [make_platform_report(seed=70 + i, urgency="high") for i in range(4)]
+    )
+    hub.rpc(SOCIAL).decline(made[0], {"reason": "no_capacity"})
+    hub.rpc(INTAKE).reroute(made[0], {"agencies": ["social_services"]})
+    hub.rpc(INTAKE).revoke(made[1], {"agency": "justice", "reason": "routed_in_error"})
+    hub.rpc(INTAKE).close(made[2], {"reason": "no_further_action"})
+    assert_counts_kept(hub)
+    with hub.engine.connect() as conn, Session(bind=conn) as session:
+        repository = ReferralRepository(session)
+        for query in COUNTED_QUERIES:
+            filters = PipelineFilters.from_query(
+                {k: [type_(v) for v in vs] for k, vs in query.items() for type_ in [CODES[k]]}
+            )
+            rows = session.execute(
+                sa.select(pipeline.c.stage, sa.func.count())
+                .where(*repository._where(filters))
+                .group_by(pipeline.c.stage)
+            ).all()
+            counted = {stage: 0 for stage in Stage} | {Stage(s): n for s, n in rows}
+            answered = hub.rpc(COORDINATOR).pipeline({**query, "limit": 1})["counts"]
+            assert answered == {str(s): n for s, n in counted.items()}, query
+
+
+def test_two_instances_writing_at_once_keep_the_counts_exact(hub, container_factory):
+    """A second instance on the same database; batches, single submissions and decisions
+    on the same referrals from both at once: nothing lost, no deadlock, counts exact."""
+    second = container_factory(ReferralService, hub.config)
+    second.start()
+    targets = [
+        hub.rpc(INTAKE).submit_referral(
+            make_referral(seed=80 + i, channel="school", categories=["sextortion"], urgency="high")
+        )["coordination_id"]
+        for i in range(6)
+    ]
+    batches = [
+        [make_platform_report(seed=1000 + 20 * b + i, urgency="high") for i in range(20)]
+        for b in range(6)
+    ]
+
+    def work(n):
+        rpc = hub.rpc(INTAKE)
+        if n < len(batches):
+            return rpc.submit_batch(batches[n])["created"]
+        if n < 2 * len(batches):
+            rpc.submit_referral(make_referral(seed=900 + n, urgency="immediate_danger"))
+            return 1
+        cid = targets[n % len(targets)]
+        try:
+            if n % 3 == 0:
+                hub.rpc(SOCIAL).decline(cid, {"reason": "no_capacity"})
+            elif n % 3 == 1:
+                rpc.revoke(cid, {"agency": "justice", "reason": "routed_in_error"})
+            else:
+                rpc.close(cid, {"reason": "no_further_action"})
+        except Conflict:
+            pass  # another writer got there first: refused, nothing changed
+        return 0
+
+    pool = eventlet.GreenPool(12)
+    done = list(pool.imap(work, range(2 * len(batches) + 3 * len(targets))))
+    assert sum(done[: len(batches)]) == 20 * len(batches)
+    # The same batches again from both: nothing twice.
+    again = list(pool.imap(lambda n: hub.rpc(INTAKE).submit_batch(batches[n]), range(6)))
+    assert all(a["replayed"] == 20 and a["created"] == 0 for a in again)
+    assert_counts_kept(hub)
+    second.stop()
 
 
 def test_the_summary_counts_the_funnel_and_the_ageing_and_the_version_moves(hub):

@@ -5,133 +5,47 @@ authorisation and audit; agencies' events projected once and in order."""
 import datetime as dt
 import json
 import re
-import time
 import uuid
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from kombu import Connection, Queue
-from nameko.standalone.rpc import ClusterRpcClient
-from nameko.testing.services import entrypoint_waiter
 
 from concord_contracts import topology
 from concord_contracts.codes import CaseStatus, Instrument, RequestStatus
 from concord_contracts.envelope import new_envelope
 from concord_contracts.events import dump_payload, read_event
-from concord_kit.bus import BusPublisher
 from concord_kit.errors import BadInput, Forbidden, NotFound
 from concord_kit.events import REASON_HEADER
 from concord_kit.identity import Caller
+from concord_kit.migrations import alembic_config
 from concord_kit.tables import audit_trail, inbox, outbox
+from referral.domain import Cursor
 from referral.models import agency_statuses, pipeline, referrals
-from referral.service import ReferralService
 from tests.conftest import database_url
-from tests.synthetic import make_referral
+from tests.integration.referral_support import (
+    COORDINATOR,
+    INTAKE,
+    POLICE,
+    SOCIAL,
+    handled,
+    intake_queue_pages,
+)
+from tests.observe import wait_for
+from tests.synthetic import make_child, make_platform_report, make_referral
 
 pytestmark = pytest.mark.integration
 
-INTAKE = Caller("u-intake-1", "intake_officer", "referral_hub")
-SOCIAL = Caller("u-social-1", "social_worker", "social_services")
-POLICE = Caller("u-police-1", "police_liaison_officer", "justice")
-COORDINATOR = Caller("u-coord-1", "coordinator", "coordination_body")
-
-
-def wait_for(predicate, timeout=15.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
-class Running:
-    def __init__(self, container, config, url):
-        self.container = container
-        self.config = config
-        self.amqp_uri = config["AMQP_URI"]
-        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-        self._clients = []
-
-    def rpc(self, caller: Caller):
-        client = ClusterRpcClient(
-            context_data={**caller.as_context(), "correlation_id": f"test-{uuid.uuid4()}"},
-            uri=self.amqp_uri,
-            timeout=15,
-        )
-        self._clients.append(client)
-        return client.start().referral
-
-    def rows(self, query):
-        with self.engine.connect() as conn:
-            return conn.execute(query).mappings().all()
-
-    def count(self, table, *where):
-        query = sa.select(sa.func.count()).select_from(table)
-        for clause in where:
-            query = query.where(clause)
-        with self.engine.connect() as conn:
-            return conn.execute(query).scalar_one()
-
-    def send(self, body):
-        publisher = BusPublisher(self.amqp_uri)
-        try:
-            publisher.publish(
-                body, exchange=topology.EVENTS_EXCHANGE, routing_key=body["event_type"]
-            )
-        finally:
-            publisher.close()
-
-    def close(self):
-        for client in self._clients:
-            client.stop()
-        self.engine.dispose()
-
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def service(request, nameko_config, container_factory, tmp_path, monkeypatch):
-    monkeypatch.setenv("CONCORD_VAR_DIR", str(tmp_path))
+def service(request, run_referral, tmp_path):
     url = (
         database_url("referral")
         if request.param == "postgresql"
         else f"sqlite:///{tmp_path}/referral.db"
     )
-    config = {
-        **nameko_config,
-        "DATABASE_URLS": {**nameko_config["DATABASE_URLS"], "referral": url},
-        "EVENT_RETRY_BACKOFF_SECONDS": [0.2, 0.2],
-    }
-    container = container_factory(ReferralService, config)
-    container.start()
-    running = Running(container, config, url)
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def bus_tap(nameko_config):
-    """An exclusive queue bound to the hub's events: what actually crossed the bus."""
-    connection = Connection(nameko_config["AMQP_URI"])
-    queue = Queue(
-        f"test.referral.tap.{uuid.uuid4()}",
-        exchange=topology.events_exchange(),
-        routing_key="referral.*",
-        exclusive=True,
-        auto_delete=True,
-    )(connection.channel())
-    queue.declare()
-    # Urgent referrals' events travel the urgent lane (`urgent.<event type>`).
-    queue.bind_to(exchange=topology.EVENTS_EXCHANGE, routing_key="urgent.referral.*")
-    seen = []
-
-    def drain(coordination_id=None):
-        while (message := queue.get(no_ack=True)) is not None:
-            seen.append(json.loads(message.body))
-        return [e for e in seen if coordination_id in (None, e["coordination_id"])]
-
-    yield drain
-    connection.release()
+    return run_referral(url)
 
 
 def personal_values(referral: dict) -> list[str]:
@@ -160,7 +74,7 @@ def case_payload(status="new", at="2026-11-23T10:00:00+00:00", opened=True, case
 # --- submit -------------------------------------------------------------------------
 
 
-def test_a_referral_is_stored_routed_and_announced(service, bus_tap):
+def test_a_referral_is_stored_routed_and_announced(service, referral_tap):
     referral = make_referral(categories=["grooming", "cyberstalking"], urgency="high")
     receipt = service.rpc(INTAKE).submit_referral(referral)
     cid = receipt["coordination_id"]
@@ -184,7 +98,7 @@ def test_a_referral_is_stored_routed_and_announced(service, bus_tap):
         ("referral.submitted", INTAKE.user_id, "intake_officer")
     ]
 
-    events = wait_for(lambda: len(bus_tap(cid)) >= 3 and bus_tap(cid))
+    events = wait_for(lambda: len(referral_tap(cid)) >= 3 and referral_tap(cid))
     assert sorted(e["event_type"] for e in events) == [
         "referral.received",
         "referral.routed",
@@ -214,7 +128,7 @@ def test_each_routed_agency_sees_it_in_its_intake_queue(service):
     stalking = make_referral(categories=["cyberstalking"], urgency="normal")
     normal = service.rpc(INTAKE).submit_referral(stalking)
 
-    social_queue = service.rpc(SOCIAL).intake_queue()
+    social_queue = [item for page in intake_queue_pages(service.rpc(SOCIAL)) for item in page]
     ids = [item["coordination_id"] for item in social_queue]
     assert urgent["coordination_id"] in ids and normal["coordination_id"] in ids
     assert ids.index(urgent["coordination_id"]) < ids.index(normal["coordination_id"])
@@ -233,13 +147,132 @@ def test_each_routed_agency_sees_it_in_its_intake_queue(service):
     assert item["due_at"] > item["since"]  # the acceptance clock runs
     assert_no_personal_data(json.dumps(social_queue), stalking)
 
-    police_ids = {item["coordination_id"] for item in service.rpc(POLICE).intake_queue()}
+    police_ids = {
+        item["coordination_id"] for page in intake_queue_pages(service.rpc(POLICE)) for item in page
+    }
     assert urgent["coordination_id"] in police_ids
     assert normal["coordination_id"] not in police_ids  # cyberstalking alone: not justice
 
     for caller in (COORDINATOR, INTAKE):
         with pytest.raises(Forbidden):
             service.rpc(caller).intake_queue()
+
+
+RANK = {"immediate_danger": 0, "high": 1, "normal": 2}
+
+
+def queue_place(item: dict) -> tuple:
+    """Where an item belongs in the intake queue: waiting for an answer first, then most
+    urgent, newest (in whole microseconds: exact), then by coordination id."""
+    received = dt.datetime.fromisoformat(item["received_at"])
+    micros = (received - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    answered = item["status"] != "pending_acceptance"
+    return (answered, RANK[item["urgency"]], -micros, item["coordination_id"])
+
+
+def routed_to(service, agency: str) -> set[str]:
+    query = sa.select(agency_statuses.c.coordination_id).where(
+        agency_statuses.c.agency == agency, agency_statuses.c.routed.is_(True)
+    )
+    return {row["coordination_id"] for row in service.rows(query)}
+
+
+def test_the_intake_queue_pages_through_every_routed_referral_once_in_order(service):
+    # Bulk intakes (a batch shares its received_at: the coordination id orders the ties).
+    # routing_rules.yaml: a named child's cyberstalking goes to social services alone, a
+    # platform's report of sextortion of a child nobody named to justice alone, a named
+    # child's sextortion (or any child in immediate danger) to both.
+    def batch(categories, named, urgencies):
+        reports = []
+        for urgency in urgencies:
+            for _ in range(3):
+                report = make_platform_report(categories=categories, urgency=urgency)
+                report.pop("child", None)
+                reports.append({**report, "child": make_child()} if named else report)
+        results = service.rpc(INTAKE).submit_batch(reports)["results"]
+        assert {r["status"] for r in results} == {"created"}, results
+        return [r["coordination_id"] for r in results]
+
+    social_only = batch(["cyberstalking"], True, ["high", "normal"])
+    justice_only = batch(["sextortion"], False, ["high", "normal"])
+    both = batch(["sextortion"], True, list(RANK))
+    # Answered, they come after every referral still waiting for social services.
+    declined = social_only[::4] + both[::4]
+    for cid in declined:
+        service.rpc(SOCIAL).decline(cid, {"reason": "outside_mandate"})
+
+    status_in: dict[str, dict[str, str]] = {}
+    for caller, agency, seeded, never in (
+        (SOCIAL, "social_services", social_only + both, justice_only),
+        (POLICE, "justice", justice_only + both, social_only),
+    ):
+        pages = intake_queue_pages(service.rpc(caller), limit=4)
+        queue = [item for page in pages for item in page]
+        ids = [item["coordination_id"] for item in queue]
+        assert len(pages) > 2 and all(len(page) <= 4 for page in pages)
+        assert len(ids) == len(set(ids)), "an item on two pages"
+        assert set(ids) == routed_to(service, agency), "every routed referral, none other"
+        assert set(seeded) <= set(ids) and not set(never) & set(ids)
+        assert [queue_place(item) for item in queue] == sorted(map(queue_place, queue))
+        status_in[agency] = {item["coordination_id"]: item["status"] for item in queue}
+    assert {status_in["social_services"][cid] for cid in declined} == {"declined"}
+    assert {status_in["justice"][cid] for cid in both[::4]} == {"pending_acceptance"}
+
+
+def test_a_page_of_the_intake_queue_is_bounded_and_its_cursor_checked(service):
+    social = service.rpc(SOCIAL)
+    for query in ({"limit": 0}, {"limit": 201}, {"limit": "5"}, {"sort": "oldest"}):
+        with pytest.raises(BadInput):
+            social.intake_queue(query)
+    pipeline_cursor = Cursor("priority", 1, dt.datetime.now(dt.UTC), str(uuid.uuid4())).encode()
+    for cursor in ("bm90LWEtY3Vyc29y", pipeline_cursor, "!" * 10):
+        with pytest.raises(BadInput) as refused:
+            social.intake_queue({"cursor": cursor})
+        assert "cursor" in str(refused.value)
+
+
+def test_agency_rows_stored_before_revision_0004_get_their_referrals_sort_keys(
+    run_referral, tmp_path
+):
+    url = f"sqlite:///{tmp_path}/referral.db"
+    before = run_referral(url)
+    cids = [
+        before.rpc(INTAKE).submit_referral(
+            # A helpline call: a platform report's random annotations could raise its urgency.
+            make_referral(channel="helpline", categories=["cyberstalking"], urgency=urgency)
+        )["coordination_id"]
+        for urgency in ("normal", "immediate_danger", "high", "normal", "high")
+    ]
+    before.rpc(SOCIAL).decline(cids[1], {"reason": "outside_mandate"})
+    queue = [item for page in intake_queue_pages(before.rpc(SOCIAL), limit=2) for item in page]
+    before.container.stop()
+    # The agency rows as revision 0003 kept them (no sort keys), then upgraded again.
+    config = alembic_config("referral", url)
+    command.downgrade(config, "0003")
+    command.upgrade(config, "head")
+
+    after = run_referral(url)
+    s, p = agency_statuses.c, pipeline.c
+    keys = after.rows(
+        sa.select(
+            s.coordination_id,
+            s.urgency_rank,
+            s.received_at,
+            p.urgency_rank.label("rank"),
+            p.received_at.label("at"),
+        )
+        .join(pipeline, p.coordination_id == s.coordination_id)
+        .where(s.coordination_id.in_(cids))
+    )
+    assert {row["coordination_id"] for row in keys} == set(cids)
+    assert all(
+        (row["urgency_rank"], row["received_at"]) == (row["rank"], row["at"]) for row in keys
+    )
+    assert [item for page in intake_queue_pages(after.rpc(SOCIAL), limit=2) for item in page] == (
+        queue
+    )
+    # Waiting first (most urgent, then newest), the declined one last.
+    assert [item["coordination_id"] for item in queue] == [cids[i] for i in (4, 2, 3, 0, 1)]
 
 
 def test_bad_input_names_the_fields_and_stores_nothing(service):
@@ -325,19 +358,7 @@ def test_pipeline_row_is_for_oversight_and_routed_agencies_only(service):
 # --- partner events -----------------------------------------------------------------
 
 
-def handled(service, method, event_id, times=1):
-    """Wait (as a context manager) until `method` handled the event `times` times."""
-    seen = []
-
-    def callback(worker_ctx, result, exc_info):
-        if str(worker_ctx.args[0].event_id) == event_id:
-            seen.append(exc_info)
-        return len(seen) >= times
-
-    return entrypoint_waiter(service.container, method, callback=callback, timeout=15)
-
-
-def test_a_case_opened_moves_the_pipeline_and_is_announced_as_accepted(service, bus_tap):
+def test_a_case_opened_moves_the_pipeline_and_is_announced_as_accepted(service, referral_tap):
     referral = make_referral(categories=["grooming"])
     cid = service.rpc(INTAKE).submit_referral(referral)["coordination_id"]
     opened_at = "2026-11-23T10:00:00+00:00"
@@ -357,7 +378,9 @@ def test_a_case_opened_moves_the_pipeline_and_is_announced_as_accepted(service, 
     assert social["due_at"] is None  # accepted: the clock stopped
     assert row["agencies"]["justice"]["status"] == "pending_acceptance"
 
-    accepted = wait_for(lambda: [e for e in bus_tap(cid) if e["event_type"] == "referral.accepted"])
+    accepted = wait_for(
+        lambda: [e for e in referral_tap(cid) if e["event_type"] == "referral.accepted"]
+    )
     assert len(accepted) == 1
     envelope = read_event(accepted[0])
     assert envelope.payload["agency"] == "social_services"
@@ -366,7 +389,16 @@ def test_a_case_opened_moves_the_pipeline_and_is_announced_as_accepted(service, 
     assert envelope.sequence == 4  # after referral.received, .triaged and .routed
 
 
-def test_the_same_event_delivered_twice_changes_nothing(service, bus_tap):
+def as_stored(row: dict) -> dict:
+    """A pipeline row without what the clock adds at reading: an ongoing hop's time spent
+    grows by the second, so two reads a moment apart may differ there and only there."""
+    timeline = [
+        {**hop, "time_spent_seconds": None} if hop["ongoing"] else hop for hop in row["timeline"]
+    ]
+    return {**row, "timeline": timeline}
+
+
+def test_the_same_event_delivered_twice_changes_nothing(service, referral_tap):
     cid = service.rpc(INTAKE).submit_referral(make_referral(categories=["grooming"]))[
         "coordination_id"
     ]
@@ -374,14 +406,14 @@ def test_the_same_event_delivered_twice_changes_nothing(service, bus_tap):
     body = _case_opened_body(cid, 1, "2026-11-23T10:00:00+00:00", event_id)
     with handled(service, "on_case_opened", event_id):
         service.send(body)
-    first = service.rpc(COORDINATOR).pipeline_row(cid)
+    first = as_stored(service.rpc(COORDINATOR).pipeline_row(cid))
     state_before = service.rows(
         sa.select(agency_statuses).where(agency_statuses.c.coordination_id == cid)
     )
     with handled(service, "on_case_opened", event_id) as result:
         service.send(body)
     assert result.get() is None  # handled without error
-    assert service.rpc(COORDINATOR).pipeline_row(cid) == first
+    assert as_stored(service.rpc(COORDINATOR).pipeline_row(cid)) == first
     state_after = service.rows(
         sa.select(agency_statuses).where(agency_statuses.c.coordination_id == cid)
     )
@@ -391,8 +423,8 @@ def test_the_same_event_delivered_twice_changes_nothing(service, bus_tap):
         outbox, outbox.c.coordination_id == cid, outbox.c.event_type == "referral.accepted"
     )
     assert accepted == 1
-    wait_for(lambda: any(e["event_type"] == "referral.accepted" for e in bus_tap(cid)))
-    assert [e["event_type"] for e in bus_tap(cid)].count("referral.accepted") == 1
+    wait_for(lambda: any(e["event_type"] == "referral.accepted" for e in referral_tap(cid)))
+    assert [e["event_type"] for e in referral_tap(cid)].count("referral.accepted") == 1
 
 
 def test_an_older_event_after_a_newer_one_is_ignored(service):

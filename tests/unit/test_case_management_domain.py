@@ -31,6 +31,7 @@ from concord_contracts.codes import (
     Urgency,
 )
 from concord_contracts.envelope import new_envelope
+from concord_contracts.hub_decisions import HubDecision
 from concord_contracts.topology import CONSUMERS
 from concord_kit import partners
 from concord_kit.identity import Caller
@@ -625,5 +626,95 @@ def test_an_agencys_own_word_outranks_the_hubs_and_our_own_is_left_out():
 
 
 def test_the_service_follows_exactly_the_events_the_topology_routes_to_it():
-    handled = {e.event_type for e in CaseManagementService.track_partner.nameko_entrypoints}
+    handled = {
+        e.event_type
+        for handler in (
+            CaseManagementService.track_partner,
+            CaseManagementService.follow_hub_decision,
+        )
+        for e in handler.nameko_entrypoints
+    }
     assert handled == set(CONSUMERS["case_management"])
+
+
+def hub_decision(event_type, agency=Agency.social_services, reason="routed_in_error"):
+    field = "revoked_at" if event_type == "referral.revoked" else "declined_at"
+    payload = {"agency": agency, "reason": reason, field: NOW}
+    if event_type == "referral.declined":
+        payload["suggested_agency"] = None
+    return HubDecision.from_event(event_type, payload)
+
+
+def test_a_revoked_referral_closes_the_case_nobody_worked_on_yet():
+    case = Case.open(uuid.uuid4(), {"given_name": None}, SOCIAL, NOW)
+    withdrawal = case.referral_withdrawn(hub_decision("referral.revoked"), later(minutes=5))
+    assert withdrawal == domain.Withdrawal(AgencyStatus.revoked, "routed_in_error", NOW, True)
+    assert case.status == CaseStatus.closed and case.closed_at == later(minutes=5)
+    assert case.closure is None  # not a closure anyone asked for: the hub's decision
+    assert case.version == 2
+    # A closed case is left as it is; a later routing does not reopen it.
+    assert (
+        case.referral_withdrawn(hub_decision("referral.declined", reason="no_capacity"), NOW)
+        is None
+    )
+    assert not case.routed_again() and case.status == CaseStatus.closed
+
+
+def test_accepted_again_after_the_withdrawal_closed_it_the_same_case_opens_again():
+    case = Case.open(uuid.uuid4(), CHILD, SOCIAL, NOW)
+    case.referral_withdrawn(hub_decision("referral.revoked"), later(minutes=5))
+    assert case.closed_by_withdrawal
+    assert case.accepted_again(SOCIAL, later(minutes=30))
+    assert case.status == CaseStatus.new and case.withdrawal is None and case.version == 3
+    [reopening] = case.reopenings
+    assert reopening.reason == domain.REOPENED_ROUTED_AGAIN
+    assert reopening.reopened_at == later(minutes=30)
+    assert not case.accepted_again(SOCIAL, later(minutes=31))  # once
+
+
+def test_accepting_again_does_not_reopen_a_case_closed_by_its_people():
+    case = Case.open(uuid.uuid4(), CHILD, SOCIAL, NOW)
+    assert not case.accepted_again(SOCIAL, NOW)  # open: nothing to do
+    case.record_assessment(assessment(), SOCIAL, NOW)
+    case.referral_withdrawn(hub_decision("referral.declined"), later(minutes=5))
+    assert not case.closed_by_withdrawal  # worked on: kept open, flagged
+    assert not case.accepted_again(SOCIAL, NOW) and not case.is_closed
+
+
+@pytest.mark.parametrize("work", ["assessed", "section", "note"])
+def test_a_case_already_worked_on_stays_open_and_carries_the_withdrawal(work):
+    case = Case.open(uuid.uuid4(), CHILD, SOCIAL, NOW)
+    if work == "assessed":
+        case.record_assessment(assessment(), SOCIAL, NOW)
+    elif work == "section":
+        case.update_section("safety", {"concerns": ["self_harm_risk"]}, SOCIAL)
+    else:
+        case.notes_count = 1  # a note does not change the version; it is work all the same
+    before, version = case.status, case.version
+    decision = hub_decision("referral.declined", reason="already_known")
+    withdrawal = case.referral_withdrawn(decision, later(minutes=5))
+    assert withdrawal == domain.Withdrawal(AgencyStatus.declined, "already_known", NOW, False)
+    assert case.status == before and not case.is_closed and case.version == version + 1
+    # The hub routes it to social services again: the mark goes.
+    assert case.routed_again() and case.withdrawal is None
+    assert not case.routed_again()
+
+
+def test_a_decision_about_another_agency_is_not_the_cases():
+    case = Case.open(uuid.uuid4(), CHILD, SOCIAL, NOW)
+    with pytest.raises(ValueError):
+        case.referral_withdrawn(hub_decision("referral.revoked", Agency.justice), NOW)
+    assert case.withdrawal is None and case.version == 1
+
+
+def test_a_hub_decision_is_read_from_either_event():
+    revoked = hub_decision("referral.revoked", reason=None)
+    assert (revoked.kind, revoked.reason, revoked.at) == (AgencyStatus.revoked, None, NOW)
+    declined = hub_decision("referral.declined", Agency.justice, "better_agency")
+    assert (declined.agency, declined.kind, declined.reason) == (
+        Agency.justice,
+        AgencyStatus.declined,
+        "better_agency",
+    )
+    with pytest.raises(ValueError):
+        HubDecision.from_event("referral.routed", {})

@@ -74,3 +74,12 @@ def test_replayed_copy_forgets_the_failure_and_the_attempt_count():
         "x-concord-replayed-at": "2026-11-23T13:00:00+00:00",
     }
     assert "x-concord-attempt" in HEADERS  # the original is left alone
+
+
+def test_a_parked_event_knows_its_lane_from_the_header_or_its_urgent_retries():
+    assert dlq.describe("referral", b"{}", {"x-concord-lane": "urgent"}).lane == "urgent"
+    assert dlq.describe("referral", b"{}", {"x-concord-lane": b"main"}).lane == "main"
+    # Parked before the header existed: its trips through the urgent retry queue tell.
+    through_urgent = {"x-death": [{"queue": b"concord.referral.events.urgent.retry"}]}
+    assert dlq.describe("referral", b"{}", through_urgent).lane == "urgent"
+    assert dlq.describe("referral", b"{}", HEADERS).lane == "main"

@@ -3,8 +3,11 @@
 import datetime as dt
 import time
 
+import eventlet
 import jwt
 import pytest
+from argon2 import PasswordHasher, Type, extract_parameters
+from eventlet import tpool
 
 from concord_contracts.codes import Organisation, Role
 from concord_kit.errors import Unauthenticated
@@ -44,6 +47,29 @@ def test_an_unknown_user_is_refused_after_the_same_work_as_a_known_one(stored_ha
     known, unknown = slowest_of_fastest(stored_hash), slowest_of_fastest(None)
     # Without the dummy hash an unknown name is answered about a thousand times faster.
     assert unknown > known * 0.3
+
+
+def test_a_failed_sign_in_is_answered_no_sooner_than_the_floor():
+    """However long the check took (an old 64 MiB hash, or the quick dummy), the answer
+    waits until the floor after the attempt's start; a check slower than it waits no more."""
+    slept: list[float] = []
+    floor = auth.FAILED_SIGNIN_FLOOR_SECONDS
+    auth.answer_failure_no_sooner(100.0, clock=lambda: 100.02, sleep=slept.append)
+    auth.answer_failure_no_sooner(100.0, clock=lambda: 100.2, sleep=slept.append)
+    auth.answer_failure_no_sooner(100.0, clock=lambda: 100.0 + floor, sleep=slept.append)
+    assert slept == pytest.approx([floor - 0.02, floor - 0.2])
+
+
+def test_the_floor_is_well_above_the_slowest_hash_still_stored():
+    """argon2-cffi's old defaults (64 MiB, 3 passes, 4 lanes): the fastest of three checks
+    takes less than half the floor here, so the floor hides it with room to spare."""
+    old_hash = PasswordHasher().hash("an older password")
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        assert not auth.verify_password(old_hash, "a guess")
+        timings.append(time.perf_counter() - started)
+    assert min(timings) < auth.FAILED_SIGNIN_FLOOR_SECONDS / 2
 
 
 def test_a_token_carries_who_and_expires_in_thirty_minutes():
@@ -171,3 +197,48 @@ def test_the_signing_key_from_the_environment_must_be_long_enough(monkeypatch):
     monkeypatch.setenv(settings.SECRET_KEY_ENV, "short")
     with pytest.raises(RuntimeError, match="at least 32"):
         settings.secret_key()
+
+
+def test_passwords_are_hashed_with_owasps_argon2id_minimum(stored_hash):
+    parameters = extract_parameters(stored_hash)
+    assert parameters.type is Type.ID
+    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (
+        19 * 1024,
+        2,
+        1,
+    )
+    assert auth.rehashed(stored_hash, "correct horse battery staple") is None
+
+
+def test_a_hash_made_with_the_old_defaults_verifies_and_is_rehashed():
+    old = PasswordHasher().hash("an older password")  # argon2-cffi's defaults: 64 MiB
+    assert extract_parameters(old).memory_cost == 64 * 1024
+    assert auth.verify_password(old, "an older password")
+    new = auth.rehashed(old, "an older password")
+    assert new is not None and new != old
+    assert extract_parameters(new).memory_cost == auth.ARGON2_MEMORY_KIB
+    assert auth.verify_password(new, "an older password")
+
+
+def test_argon2_work_waits_while_its_memory_would_exceed_the_budget():
+    budget = auth.MemoryBudget(40)
+    peak = []
+    lock = eventlet.patcher.original("threading").Lock()
+
+    def work(kib):
+        def run():
+            with lock:
+                peak.append(budget.in_use_kib)
+            time.sleep(0.05)
+            return kib
+
+        return budget.run(kib, run)
+
+    # As the gateway runs it: green threads handing the work to eventlet's OS threads.
+    done = list(
+        eventlet.GreenPool(8).imap(lambda kib: tpool.execute(work, kib), [19] * 6 + [64, 64])
+    )
+    assert done == [19] * 6 + [64, 64]
+    # Two of 19 fit in 40; a 64 (an old hash) runs alone; nothing is left reserved.
+    assert max(peak) == 64 and all(p in (19, 38, 64) for p in peak)
+    assert budget.in_use_kib == 0

@@ -328,8 +328,64 @@ def test_the_polling_endpoint_answers_only_the_version():
 
 def test_coordinators_and_hub_staff_land_on_their_own_page():
     for role, home in (("coordinator", "/pipeline"), ("intake", "/referrals")):
-        response = pages.waiting_list(exchange(role, path="/"), lambda: [])
+        response = pages.waiting_list(exchange(role, path="/"), lambda query: {})
         assert response.status_code == 303 and response.location.endswith(home)
+
+
+WAITING = {
+    "coordination_id": CID,
+    "received_at": "2026-03-05T13:07:00+00:00",
+    "channel": "helpline",
+    "categories": ["grooming"],
+    "urgency": "high",
+    "status": "pending_acceptance",
+    "since": "2026-03-05T13:07:00+00:00",
+    "due_at": None,
+}
+
+
+def waiting_list_html(query="", next_cursor=None):
+    asked = []
+
+    def intake_queue(q):
+        asked.append(q)
+        return {"items": [WAITING], "next_cursor": next_cursor}
+
+    response = pages.waiting_list(exchange("social", query, path="/"), intake_queue)
+    return asked, response.get_data(as_text=True)
+
+
+def test_the_waiting_list_links_its_next_page_and_back_to_the_first():
+    asked, html = waiting_list_html(next_cursor="bmV4dA")
+    assert asked == [{"limit": pages.WAITING_LIST_PAGE}]
+    assert '<a href="/?cursor=bmV4dA" rel="next">Next page</a>' in html
+    assert "First page" not in html
+    asked, html = waiting_list_html("cursor=bmV4dA")
+    assert asked == [{"limit": pages.WAITING_LIST_PAGE, "cursor": "bmV4dA"}]
+    assert 'rel="next"' not in html and '<a href="/">First page</a>' in html  # the last
+    _, html = waiting_list_html()
+    assert 'class="pager"' not in html  # one page only
+
+
+def test_a_role_without_a_waiting_list_is_told_so():
+    def refuse(query):
+        raise kit.Forbidden("no intake queue for this role")
+
+    response = pages.waiting_list(exchange("social", path="/"), refuse)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "has no waiting list of its own" in html and 'class="pager"' not in html
+
+
+def test_a_stale_next_page_link_starts_the_waiting_list_again():
+    def refuse(query):
+        raise kit.BadInput({"cursor": ["Not a cursor of this query."]})
+
+    response = pages.waiting_list(exchange("social", "cursor=old", path="/"), refuse)
+    assert response.status_code == 303
+    assert response.location.endswith("/?notice=waiting_list_restarted")
+    with pytest.raises(kit.BadInput):  # without a cursor, it is not the link's fault
+        pages.waiting_list(exchange("social", path="/"), refuse)
 
 
 # --- the referral form -------------------------------------------------------------------
@@ -668,6 +724,17 @@ def test_a_refused_action_is_shown_next_to_its_form_and_changes_nothing():
 def test_an_action_the_state_no_longer_allows_says_so():
     response, _ = act("close", {"reason": "duplicate"}, refuse=kit.Conflict("in care"))
     assert response.location == f"/referrals/{CID}?notice=action_conflict"
+    response, _ = act("close", {"reason": "duplicate"}, refuse=kit.Conflict("wrong_state", "x"))
+    assert response.location == f"/referrals/{CID}?notice=action_conflict"
+
+
+def test_an_action_the_hub_refuses_for_a_reason_of_its_own_says_which():
+    working = kit.Conflict("agency_working", "an agency is working on it")
+    response, _ = act("close", {"reason": "duplicate"}, refuse=working)
+    assert response.location == f"/referrals/{CID}?notice=conflict_agency_working"
+    shown = exchange("social", "notice=conflict_agency_working", path="/")
+    page = pages.waiting_list(shown, lambda query: {"items": [], "next_cursor": None})
+    assert "it closes its own record" in html_of(page)
 
 
 def test_a_forged_form_does_nothing():

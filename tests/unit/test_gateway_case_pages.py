@@ -88,6 +88,7 @@ def make_record(status: str = "new", **overrides: Any) -> dict[str, Any]:
         "due": {"next_due_on": None, "overdue": False, "overdue_count": 0},
         "pending_approval": None,
         "closure": None,
+        "withdrawal": None,
         "reopenings": [],
         "assignments": [
             {"assigned_to": WORKER, "assigned_by": WORKER, "assigned_at": NOW, "reason": None}
@@ -601,6 +602,7 @@ def test_my_cases_lists_due_and_overdue_with_words_not_colour_alone():
         "coordination_id": str(uuid.UUID(int=200)),
         "status": "services_under_way",
         "origin": "referral",
+        "version": 7,
         "opened_at": NOW,
         "assigned_to": WORKER,
         "child": {"given_name": "Talo", "family_name": "Menrik", "age_years": 14},
@@ -634,6 +636,7 @@ def test_the_approvals_queue_offers_approve_and_never_on_ones_own_request():
         "requested_by": WORKER,
         "requested_at": NOW,
         "child": {"given_name": "Talo", "family_name": None, "age_years": 9},
+        "version": 7,
         "plan_version": 2,
         "closure_reason": None,
         "warnings": [],
@@ -657,6 +660,8 @@ def test_the_approvals_queue_offers_approve_and_never_on_ones_own_request():
     html = html_of(case_pages.approvals(ex, desk(Queue())))
     plan_row, closure_row = html.split("<tr data-case-id=")[1:3]
     assert "/plan/approve" in plan_row and "Approve" in plan_row
+    # Approving from the queue is refused if the case changed since the queue was read.
+    assert 'name="expected_version" value="7"' in plan_row
     assert "/approve" not in closure_row and "another supervisor decides" in closure_row
     assert "The police investigation is still active" in closure_row
 
@@ -944,17 +949,39 @@ def test_each_page_has_unique_ids_and_every_label_and_description_points_somewhe
 
 
 @pytest.mark.parametrize(
-    ("said", "kind"),
+    ("args", "kind"),
     [
-        (case_pages.STALE_VERSION, case_pages.STALE_VERSION),
-        ("the case changed since it was read (version 5, not 4): read it again", "stale_version"),
-        (case_pages.FOUR_EYES, case_pages.FOUR_EYES),
-        ("another supervisor decides on a plan this supervisor wrote", "four_eyes"),
-        ("a closed case is not assigned", ""),
+        (
+            ("stale_version", "the case changed since it was read (version 5, not 4)"),
+            "stale_version",
+        ),
+        (("four_eyes", "another supervisor decides on a plan this supervisor wrote"), "four_eyes"),
+        (("wrong_state", "a closed case is not assigned"), ""),
+        # Only the code counts, never the wording.
+        (("the case changed since it was read (version 5, not 4): read it again",), ""),
+        ((), ""),
     ],
 )
-def test_a_409_is_told_apart_by_its_kind_never_shown_as_written(said, kind):
-    conflict = kit.Conflict(said)
+def test_a_409_is_told_apart_by_its_code_never_shown_as_written(args, kind):
+    conflict = kit.Conflict(*args)
     assert case_pages.conflict_kind(conflict) == kind
     ex = exchange(lang="fr")
-    assert said not in case_pages.conflict_message(ex, conflict)
+    message = case_pages.conflict_message(ex, conflict)
+    assert all(said not in message for said in args)
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "closed", "said"),
+    [
+        ("revoked", "consent_withdrawn", True, "it was closed with it"),
+        ("declined", "already_known", False, "The case stays open"),
+    ],
+)
+def test_a_referral_the_hub_took_back_is_said_on_the_case_page(kind, reason, closed, said):
+    withdrawal = {"kind": kind, "reason": reason, "decided_at": NOW, "case_closed": closed}
+    record = make_record("closed" if closed else "assessed", withdrawal=withdrawal)
+    html = html_of(case_pages.case_page(exchange(), desk(FakeCases(record)), record["case_id"]))
+    assert 'id="withdrawal"' in html and said in html
+    label = i18n.label("en", "revoke_reasons" if kind == "revoked" else "decline_reasons", reason)
+    assert label in html
+    assert ("withdrew this referral" in html) == (kind == "revoked")

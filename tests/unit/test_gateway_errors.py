@@ -10,6 +10,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound, RequestEntityTooLarg
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from concord_contracts.cases import ConflictCode
 from concord_contracts.rpc import ReferralSubmissionSchema
 from concord_kit import errors as kit
 from gateway import api, errors, i18n, web
@@ -28,6 +29,14 @@ SECRET = "Talo Menri, born 2014-02-03"  # what an exception's text might carry
         (kit.Forbidden(SECRET), 403, "forbidden"),
         (kit.Unauthenticated(SECRET), 401, "unauthenticated"),
         (kit.Conflict(SECRET), 409, "conflict"),
+        (kit.Conflict("stale_version", SECRET), 409, "stale_version"),
+        (kit.Conflict("four_eyes", SECRET), 409, "four_eyes"),
+        (kit.Conflict("wrong_state", SECRET), 409, "wrong_state"),
+        (kit.Conflict("already_with_agency", SECRET), 409, "already_with_agency"),
+        (kit.Conflict("agency_working", SECRET), 409, "agency_working"),
+        (kit.Conflict("link_to_primary", SECRET), 409, "link_to_primary"),
+        (kit.Conflict(SECRET, "wrong_state"), 409, "conflict"),  # only the first argument
+        (errors.too_many_attempts(30), 429, "too_many_attempts"),
         (kit.ServiceUnavailable(SECRET), 503, "service_unavailable"),
         (UnknownService("referral"), 503, "service_unavailable"),
         (RemoteError("ContainerBeingKilled", SECRET), 503, "service_unavailable"),
@@ -51,6 +60,27 @@ def test_each_failure_has_one_status_and_code(exc, status, code):
         assert problem.status == exc.http_status
     body = json.dumps(errors.error_body(problem, i18n.TRANSLATIONS["en"]))
     assert "Talo" not in body and "2014" not in body
+
+
+@pytest.mark.parametrize("code", list(ConflictCode))
+def test_every_conflict_code_is_answered_as_itself_in_every_language(code):
+    problem = problem_for(kit.Conflict(code.value, SECRET))
+    assert (problem.status, problem.code) == (409, code.value)
+    english = errors.error_body(problem, i18n.TRANSLATIONS["en"])["error"]["message"]
+    for language in ("fr", "es"):
+        said = errors.error_body(problem, i18n.TRANSLATIONS[language])["error"]["message"]
+        assert said and said != english, (language, code)
+
+
+def test_the_hub_refusals_each_say_something_of_their_own():
+    hub = (
+        ConflictCode.already_with_agency,
+        ConflictCode.agency_working,
+        ConflictCode.link_to_primary,
+        ConflictCode.wrong_state,
+    )
+    messages = {problem_for(kit.Conflict(code.value)).message for code in hub}
+    assert len(messages) == len(hub)
 
 
 def test_field_errors_are_named_in_the_body():

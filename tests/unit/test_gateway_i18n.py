@@ -165,7 +165,8 @@ def test_the_waiting_list_page_speaks_the_chosen_language():
         "status": "pending_acceptance",
         "since": "2026-03-05T13:07:00+00:00",
     }
-    html = pages.waiting_list(ex, lambda: [item]).get_data(as_text=True)
+    page = {"items": [item], "next_cursor": None}
+    html = pages.waiting_list(ex, lambda query: page).get_data(as_text=True)
     assert '<html lang="fr">' in html
     for text in ("Liste d'attente", "Ligne d&#39;écoute", "Danger immédiat", "Accepter"):
         assert text in html

@@ -18,6 +18,7 @@ from concord_contracts.codes import (
     Urgency,
 )
 from concord_contracts.envelope import new_envelope
+from concord_contracts.hub_decisions import HubDecision
 from concord_contracts.topology import CONSUMERS
 from concord_kit import partners
 from concord_kit.identity import Caller
@@ -115,5 +116,34 @@ def test_an_older_or_repeated_sequence_is_not_applied():
 
 
 def test_the_service_follows_exactly_the_events_the_topology_routes_to_it():
-    handled = {e.event_type for e in JusticeLiaisonService.track_partner.nameko_entrypoints}
+    handled = {
+        e.event_type
+        for handler in (
+            JusticeLiaisonService.track_partner,
+            JusticeLiaisonService.follow_hub_decision,
+        )
+        for e in handler.nameko_entrypoints
+    }
     assert handled == set(CONSUMERS["justice_liaison"])
+
+
+@pytest.mark.parametrize("event_type", ["referral.revoked", "referral.declined"])
+def test_a_withdrawn_referral_closes_a_record_only_opened_never_one_under_way(event_type):
+    at = "revoked_at" if event_type == "referral.revoked" else "declined_at"
+    decision = HubDecision.from_event(
+        event_type, {"agency": Agency.justice, "reason": "better_agency", at: NOW}
+    )
+    details = {"coordination_id": str(uuid.uuid4())}
+    opened = Investigation.open(uuid.UUID(details["coordination_id"]), details, POLICE, NOW)
+    assert opened.referral_withdrawn(decision)
+    assert opened.status == InvestigationStatus.closed
+    assert not opened.referral_withdrawn(decision)  # closed already: nothing more
+    under_way = Investigation.open(uuid.UUID(details["coordination_id"]), details, POLICE, NOW)
+    under_way.status = InvestigationStatus.under_investigation
+    assert not under_way.referral_withdrawn(decision)
+    assert under_way.status == InvestigationStatus.under_investigation
+    social = HubDecision.from_event(
+        event_type, {"agency": Agency.social_services, "reason": None, at: NOW}
+    )
+    with pytest.raises(ValueError):
+        opened.referral_withdrawn(social)

@@ -3,7 +3,10 @@ routing rules as data, the acceptance state machine, SLA clocks (a controllable 
 every time is given), flags, the timeline, the pipeline cursor, duplicate keys, and the
 importer's reading of a JSON-lines file."""
 
+import base64
+import contextlib
 import datetime as dt
+import json
 import uuid
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 import yaml
 
 from concord_cli import importer
+from concord_contracts.cases import ConflictCode
 from concord_contracts.channels import channel_errors
 from concord_contracts.codes import (
     AgeBand,
@@ -34,6 +38,7 @@ from concord_contracts.rpc import ReferralSubmissionSchema
 from referral import domain
 from referral.domain import (
     Cursor,
+    IntakeCursor,
     Pipeline,
     ReferralFacts,
     RefusedTransition,
@@ -327,6 +332,14 @@ def test_a_request_abroad_past_its_deadline_is_flagged_without_escalation():
 # --- the acceptance state machine -------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def refused_as(code: ConflictCode):
+    """The change inside is refused with `code` (the JSON `error.code` of its 409)."""
+    with pytest.raises(RefusedTransition) as refused:
+        yield
+    assert refused.value.code == code
+
+
 def test_decline_by_all_goes_back_to_intake_and_reroute_starts_a_new_clock():
     row = routed(Agency.social_services)
     row.decline(Agency.social_services, DeclineReason.better_agency, Agency.justice, T0 + HOUR)
@@ -338,13 +351,13 @@ def test_decline_by_all_goes_back_to_intake_and_reroute_starts_a_new_clock():
     )
     assert row.stage == Stage.triaged and row.stage_since == T0 + HOUR
     assert row.flags == [Flag.declined_by_all, Flag.awaiting_routing]
-    with pytest.raises(RefusedTransition):
+    with refused_as(ConflictCode.wrong_state):
         row.decline(Agency.social_services, DeclineReason.no_capacity, None, T0 + HOUR)
 
     assert row.route([Agency.justice], domain.MANUAL_RULE, T0 + 2 * HOUR, SLA) == (Agency.justice,)
     assert row.stage == Stage.routed and row.flags == []
     assert row.agencies[Agency.justice].due_at == T0 + 2 * HOUR + 72 * HOUR
-    with pytest.raises(RefusedTransition):
+    with refused_as(ConflictCode.already_with_agency):
         row.route([Agency.justice], domain.MANUAL_RULE, T0 + 3 * HOUR, SLA)
     # The one that declined may be asked again.
     row.route([Agency.social_services], domain.MANUAL_RULE, T0 + 3 * HOUR, SLA)
@@ -361,9 +374,9 @@ def test_revoke_only_what_waits_for_an_answer():
     row = routed(Agency.social_services, Agency.justice)
     row.revoke(Agency.justice, RevokeReason.routed_in_error, T0 + HOUR)
     assert row.agencies[Agency.justice].status == AgencyStatus.revoked
-    with pytest.raises(RefusedTransition):
+    with refused_as(ConflictCode.wrong_state):
         row.revoke(Agency.justice, None, T0 + HOUR)
-    with pytest.raises(RefusedTransition):
+    with refused_as(ConflictCode.wrong_state):
         row.revoke(Agency.cross_border, None, T0 + HOUR)
     row.apply(
         domain.read_partner_report(
@@ -371,7 +384,7 @@ def test_revoke_only_what_waits_for_an_answer():
         ),
         sequence=1,
     )
-    with pytest.raises(RefusedTransition):
+    with refused_as(ConflictCode.wrong_state):
         row.revoke(Agency.social_services, None, T0 + HOUR)  # already working on it
 
 
@@ -383,9 +396,9 @@ def test_close_revokes_what_waits_and_refuses_while_an_agency_works():
     )
     assert row.stage == Stage.closed and row.close_reason == CloseReason.no_further_action
     assert row.flags == []
-    with pytest.raises(RefusedTransition):
+    with refused_as(ConflictCode.wrong_state):
         row.close(CloseReason.duplicate, T0 + HOUR)
-    with pytest.raises(RefusedTransition):
+    with refused_as(ConflictCode.wrong_state):
         row.route([Agency.justice], domain.MANUAL_RULE, T0 + HOUR, SLA)
 
     working = routed(Agency.social_services)
@@ -395,7 +408,7 @@ def test_close_revokes_what_waits_and_refuses_while_an_agency_works():
         ),
         sequence=1,
     )
-    with pytest.raises(RefusedTransition):
+    with refused_as(ConflictCode.agency_working):
         working.close(CloseReason.no_further_action, T0 + HOUR)
 
 
@@ -409,7 +422,7 @@ def test_a_linked_duplicate_is_closed_under_the_one_kept():
         primary,
     )
     itself = routed(Agency.justice)
-    with pytest.raises(RefusedTransition):
+    with refused_as(ConflictCode.wrong_state):
         itself.link_to(itself.coordination_id, T0)
 
 
@@ -489,6 +502,55 @@ def test_a_cursor_comes_back_as_it_went_and_nothing_else_passes():
             Cursor.decode(text, sort)
 
 
+def intake_item(status=AgencyStatus.pending_acceptance, urgency=Urgency.high, at=T0):
+    """An intake queue item as the repository reads it (the fields its place needs)."""
+    return {
+        "coordination_id": uuid.uuid4(),
+        "status": status,
+        "urgency": urgency,
+        "received_at": at,
+    }
+
+
+def test_an_intake_cursor_is_the_full_key_of_the_queue_order():
+    waiting = IntakeCursor.of(intake_item())
+    assert (waiting.waiting, waiting.urgency_rank, waiting.received_at) == (True, 1, T0)
+    answered = IntakeCursor.of(intake_item(AgencyStatus.declined, Urgency.immediate_danger))
+    assert (answered.waiting, answered.urgency_rank) == (False, 0)
+    for cursor in (waiting, answered):
+        assert IntakeCursor.decode(cursor.encode()) == cursor
+
+
+def pack(*parts):
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        Cursor("priority", 1, T0, str(uuid.uuid4())).encode(),  # the pipeline's
+        "",
+        "not a cursor",
+        "bm90LWEtY3Vyc29y",
+        pack("waiting", 1, T0.isoformat()),
+        pack("waiting", 1, T0.isoformat(), str(uuid.uuid4()), "more"),
+        pack("waiting", 7, T0.isoformat(), str(uuid.uuid4())),  # no such urgency
+        pack("waiting", True, T0.isoformat(), str(uuid.uuid4())),
+        pack("waiting", "1", T0.isoformat(), str(uuid.uuid4())),
+        pack("waiting", 1, "2026-11-23T09:00:00", str(uuid.uuid4())),  # no offset
+        pack("waiting", 1, "yesterday", str(uuid.uuid4())),
+        pack("waiting", 1, T0.isoformat(), 42),
+        pack("waiting", 1, T0.isoformat(), "42"),
+        pack("pending", 1, T0.isoformat(), str(uuid.uuid4())),
+        pack(["waiting"], 1, T0.isoformat(), str(uuid.uuid4())),
+        pack({"waiting": 1}),
+    ],
+)
+def test_a_tampered_intake_cursor_is_refused(text):
+    with pytest.raises(ValueError):
+        IntakeCursor.decode(text)
+
+
 @pytest.mark.parametrize(
     ("waited", "bucket"),
     [
@@ -541,6 +603,75 @@ def test_a_row_is_found_by_its_categories_agencies_and_their_statuses():
     ]
     only_status = domain.PipelineFilters(agency_statuses=frozenset({AgencyStatus.declined}))
     assert domain.facet_filter(only_status) == [{"status:declined"}]
+
+
+def test_a_row_is_counted_under_every_filter_value_it_holds():
+    row = routed(Agency.social_services, Agency.justice)
+    row.decline(Agency.justice, DeclineReason.outside_mandate, None, T0 + HOUR)
+    assert domain.count_keys(row) == {
+        "all",
+        f"urgency:{row.urgency.value}",
+        f"channel:{row.channel.value}",
+        *(f"flag:{f.value}" for f in row.flags),
+        *domain.facets(row),
+    }
+
+
+@pytest.mark.parametrize(
+    ("filters", "keys"),
+    [
+        ({}, ["all"]),
+        ({"stages": {Stage.routed}}, ["all"]),
+        (
+            {"urgencies": {Urgency.high, Urgency.immediate_danger}},
+            ["urgency:high", "urgency:immediate_danger"],
+        ),
+        ({"channels": {Channel.helpline}, "stages": {Stage.closed}}, ["channel:helpline"]),
+        ({"flags": {Flag.awaiting_acceptance_overdue}}, ["flag:awaiting_acceptance_overdue"]),
+        ({"categories": {Category.grooming}}, ["category:grooming"]),
+        (
+            {
+                "agencies": {Agency.social_services},
+                "agency_statuses": {AgencyStatus.pending_acceptance},
+            },
+            ["agency:social_services:pending_acceptance"],
+        ),
+        # A row may hold both: their counts would add it twice.
+        ({"categories": {Category.grooming, Category.sextortion}}, None),
+        ({"flags": {Flag.declined_by_all, Flag.awaiting_routing}}, None),
+        # Two filters together, or a time range: only the rows can tell.
+        ({"urgencies": {Urgency.high}, "channels": {Channel.helpline}}, None),
+        ({"categories": {Category.grooming}, "flags": {Flag.declined_by_all}}, None),
+        ({"received_from": T0}, None),
+    ],
+)
+def test_the_kept_counts_answer_one_filter_exactly_and_nothing_else(filters, keys):
+    query = domain.PipelineFilters(
+        **{k: frozenset(v) if isinstance(v, set) else v for k, v in filters.items()}
+    )
+    assert domain.counted_keys(query) == keys
+
+
+def test_a_change_moves_the_counts_of_the_old_stage_and_keys_to_the_new():
+    before = (Stage.routed, {"all", "urgency:high", "status:pending_acceptance"})
+    after = (Stage.routed, {"all", "urgency:high", "status:declined"})
+    assert domain.count_changes(before, after) == {
+        (Stage.routed, "status:pending_acceptance"): -1,
+        (Stage.routed, "status:declined"): 1,
+    }
+    closed = (Stage.closed, {"all", "urgency:high"})
+    assert domain.count_changes(after, closed) == {
+        (Stage.routed, "all"): -1,
+        (Stage.routed, "urgency:high"): -1,
+        (Stage.routed, "status:declined"): -1,
+        (Stage.closed, "all"): 1,
+        (Stage.closed, "urgency:high"): 1,
+    }
+    assert domain.count_changes(None, closed) == {
+        (Stage.closed, "all"): 1,
+        (Stage.closed, "urgency:high"): 1,
+    }
+    assert domain.count_changes(closed, closed) == {}
 
 
 # --- ages and duplicates --------------------------------------------------------------------

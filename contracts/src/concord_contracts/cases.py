@@ -24,6 +24,7 @@ from concord_contracts.codes import (
     Category,
     ClosureReason,
     ClosureWarning,
+    DeclineReason,
     Disability,
     FamilyRelation,
     FollowUpKind,
@@ -34,6 +35,7 @@ from concord_contracts.codes import (
     PersonRelation,
     PlanState,
     RequestStatus,
+    RevokeReason,
     RiskLevel,
     SafetyConcern,
     ServiceKind,
@@ -50,6 +52,21 @@ MAX_AGE_YEARS = 17
 MAX_RECORD_AGE_YEARS = 21
 PHONE = validate.Regexp(r"^\+?[0-9 ()\-]{3,40}$", error="Digits, spaces, + ( ) - only.")
 USER_ID = validate.Regexp(r"^[A-Za-z0-9._:-]{1,64}$", error="Not a user identifier.")
+
+
+class ConflictCode(StrEnum):
+    """Why a write was refused (409), on a case (`case_management`) or a referral (the
+    hub): the first argument of the service's `Conflict`, and the JSON answer's
+    `error.code`. One enumeration, so that a code means one thing wherever it is answered."""
+
+    stale_version = "stale_version"  # the case changed since the caller read it
+    four_eyes = "four_eyes"  # a supervisor decides on what another one wrote or requested
+    # The case, plan, service or follow-up does not allow it; or the referral is closed, or
+    # the routing is no longer waiting for an answer (to revoke or decline it).
+    wrong_state = "wrong_state"
+    already_with_agency = "already_with_agency"  # re-routing to an agency that holds it
+    agency_working = "agency_working"  # closing a referral an agency works on: it closes its own
+    link_to_primary = "link_to_primary"  # the referral to keep is a duplicate: link to its primary
 
 
 class _Closed(Schema):
@@ -538,6 +555,22 @@ class ClosureSchema(_Closed):
     reject_reason = fields.String(required=True, allow_none=True)
 
 
+class ReferralWithdrawalSchema(_Closed):
+    """The hub took back the referral the case came from: it revoked the routing to social
+    services, or social services declined it at the hub. `case_closed`: the case closed
+    with it (nothing had been done on it yet); otherwise it stays open for its social
+    worker and supervisors to decide."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(["revoked", "declined"]))
+    reason = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.OneOf(sorted({*RevokeReason, *DeclineReason})),
+    )
+    decided_at = UtcDateTime(required=True)
+    case_closed = fields.Boolean(required=True)
+
+
 class ReopeningSchema(_Closed):
     reopened_by = fields.String(required=True)
     reopened_at = UtcDateTime(required=True)
@@ -641,6 +674,7 @@ class CaseRecordSchema(_Closed):
         required=True, allow_none=True, validate=validate.OneOf(["plan", "closure"])
     )
     closure = fields.Nested(ClosureSchema, required=True, allow_none=True)
+    withdrawal = fields.Nested(ReferralWithdrawalSchema, required=True, allow_none=True)
     reopenings = fields.List(fields.Nested(ReopeningSchema), required=True)
     assignments = fields.List(fields.Nested(AssignmentRecordSchema), required=True)
     notes_count = fields.Integer(required=True)
@@ -676,6 +710,10 @@ class CaseListItemSchema(_Closed):
     coordination_id = fields.UUID(required=True)
     status = _Code(CaseStatus, required=True)
     origin = _Code(CaseOrigin, required=True)
+    version = fields.Integer(
+        required=True,
+        metadata={"description": "The case's version: send it as If-Match to write to it."},
+    )
     opened_at = UtcDateTime(required=True)
     assigned_to = fields.String(required=True)
     child = fields.Nested(ChildSummarySchema, required=True)
@@ -711,6 +749,10 @@ class ApprovalItemSchema(_Closed):
     requested_by = fields.String(required=True)
     requested_at = UtcDateTime(required=True)
     child = fields.Nested(ChildSummarySchema, required=True)
+    version = fields.Integer(
+        required=True,
+        metadata={"description": "The case's version: send it as If-Match to decide on it."},
+    )
     plan_version = fields.Integer(required=True, allow_none=True)
     closure_reason = _Code(ClosureReason, required=True, allow_none=True)
     warnings = fields.List(_Code(ClosureWarning), required=True)

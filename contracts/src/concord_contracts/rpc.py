@@ -262,6 +262,35 @@ class IntakeItemSchema(Closed):
     due_at = UtcDateTime(load_default=None, allow_none=True)
 
 
+def _page_limit() -> fields.Integer:
+    """How many rows a keyset page holds: 1 to 200, 50 unless asked."""
+    return fields.Integer(strict=True, load_default=50, validate=validate.Range(min=1, max=200))
+
+
+def _cursor() -> fields.String:
+    """The `next_cursor` of the previous page, as given: opaque here, checked by its maker."""
+    return fields.String(
+        load_default=None, allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9_=-]{1,400}$")
+    )
+
+
+class IntakeQuerySchema(Closed):
+    """`GET /api/v1/intake`: one page of the caller's agency's intake queue."""
+
+    limit = _page_limit()
+    cursor = _cursor()
+
+
+class IntakePageSchema(Closed):
+    """The intake queue, a page at a time: what still waits for an answer first, most
+    urgent first, newest first."""
+
+    items = fields.List(fields.Nested(IntakeItemSchema), required=True)
+    next_cursor = fields.String(
+        required=True, allow_none=True, metadata={"description": "Null on the last page."}
+    )
+
+
 class AgencyStatusSchema(Closed):
     """One agency's position on one referral. The list and the row add what each needs."""
 
@@ -340,10 +369,8 @@ class PipelineQuerySchema(PipelineFiltersSchema):
     sort = fields.String(
         load_default="priority", validate=validate.OneOf(["priority", "oldest", "newest"])
     )
-    limit = fields.Integer(strict=True, load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(
-        load_default=None, allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9_=-]{1,400}$")
-    )
+    limit = _page_limit()
+    cursor = _cursor()
     counts = fields.Boolean(load_default=None, allow_none=True)
 
 

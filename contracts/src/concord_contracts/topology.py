@@ -24,10 +24,13 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
         "request.filed",
         "request.status_changed",
     ),
-    # Each agency keeps a small local copy of its partners' statuses for the cases it holds.
+    # Each agency keeps a small local copy of its partners' statuses for the cases it holds,
+    # and follows the hub's decisions to take a referral back (declined, revoked).
     "case_management": (
         "referral.routed",
         "referral.accepted",
+        "referral.declined",
+        "referral.revoked",
         "investigation.opened",
         "investigation.status_changed",
         "request.filed",
@@ -36,6 +39,8 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "justice_liaison": (
         "referral.routed",
         "referral.accepted",
+        "referral.declined",
+        "referral.revoked",
         "case.opened",
         "case.status_changed",
         "request.filed",
