@@ -85,47 +85,42 @@ def _text(value: Any) -> str:
 
 def profile(seconds: int = 10) -> dict[str, Any]:
     """py-spy flame data of each side of Concord's path while it carries events."""
-    outputs: dict[str, str] = {}
     import threading
 
     pids: dict[str, int] = {}
+    streaming = threading.Event()
 
-    def measure() -> None:
-        results = throughput.pipeline(throughput.FULL.pipeline)
-        pids.update(results["_pids"])
+    def measuring(started: dict[str, int]) -> None:
+        pids.update(started)
+        streaming.set()
 
-    worker = threading.Thread(target=measure)
+    worker = threading.Thread(
+        target=throughput.pipeline, args=(throughput.FULL.pipeline, measuring)
+    )
     worker.start()
-    deadline = time.time() + 60
-    while time.time() < deadline and not _running("bench_inbox.service"):
-        time.sleep(0.5)
-    time.sleep(8)  # past start-up and warm-up, into the measured stream
-    for label, pattern in (
-        ("producer", "bench_outbox.service"),
-        ("consumer", "bench_inbox.service"),
-    ):
-        pid = _running(pattern)
-        if pid is None:
-            continue
-        path = env.VAR / f"profile-{label}.txt"
-        subprocess.run(
-            [
-                str(env.BIN / "py-spy"),
-                "record",
-                "-p",
-                str(pid),
-                "-d",
-                str(seconds),
-                "-r",
-                "50",
-                "-f",
-                "raw",
-                "-o",
-                str(path),
-            ],
-            capture_output=True,
-        )
-        outputs[label] = str(path)
+    outputs: dict[str, str] = {}
+    if streaming.wait(180):
+        time.sleep(1)  # into the measured stream
+        for label, pid in pids.items():
+            path = env.VAR / f"profile-{label}.txt"
+            subprocess.run(
+                [
+                    str(env.BIN / "py-spy"),
+                    "record",
+                    "-p",
+                    str(pid),
+                    "-d",
+                    str(seconds),
+                    "-r",
+                    "50",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(path),
+                ],
+                capture_output=True,
+            )
+            outputs[label] = str(path)
     worker.join()
     return {label: {"file": path, **summarise(path)} for label, path in outputs.items()}
 
@@ -160,11 +155,6 @@ def summarise(path: str, top: int = 25) -> dict[str, Any]:
     return {"samples": total, "inclusive": share(inclusive), "self": share(own)}
 
 
-def _running(pattern: str) -> int | None:
-    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
-    return int(found[0]) if found else None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
@@ -190,7 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         results["profiles"] = profile()
     results["seconds"] = round(time.time() - started, 1)
-    results.pop("_pids", None)
     path = env.VAR / "results.json"
     if args.only and path.exists():
         # One part measured again: the other part's figures of the last run are kept.

@@ -38,7 +38,10 @@ what the work found may need the case whatever the hub decided, and a closure go
 through its usual four eyes. A later routing to social services lifts that mark; a case
 the withdrawal closed opens again when social services accept the referral once more (one
 case per referral, its reopening recorded). Only the hub's newest word counts (its
-sequence): a late, older decision changes nothing.
+sequence): a late, older decision changes nothing. An acceptance is such a word: the pull it
+rests on says "routed here, as of the hub's sequence S", kept with the case it opens or
+reopens, so a decision the hub took before it (a revocation, then a new routing, arriving
+late) finds it newer and leaves the case alone (`concord_kit.partners`).
 
 Time comes in as an argument (`now`, `today`): the domain never reads a clock.
 """

@@ -49,7 +49,7 @@ from concord_kit.errors import (
 )
 from concord_kit.events import on_event
 from concord_kit.identity import Caller
-from concord_kit.partners import HUB, view
+from concord_kit.partners import HUB, HubWord, WithdrawnMeanwhile, hub_word, view
 from concord_kit.rpc import ServiceCall
 from concord_kit.service import ConcordService
 
@@ -125,20 +125,27 @@ class CaseManagementService(ConcordService):
         # The pull is an RPC: never inside a unit of work. The hub checks that the referral
         # was routed to social services and audits the pull.
         details = self.referral.pull_details(str(cid))
-        if existing is not None:
-            return self._accept_again(existing.case_id, caller)
         try:
+            word = hub_word(details, domain.AGENCY)
             child = domain.child_record(cid, details)
-        except domain.IncompleteDetails as exc:
+        except (ValueError, domain.IncompleteDetails) as exc:
             raise ServiceUnavailable(f"referral answered without usable details: {exc}") from None
+        if existing is not None:
+            return self._accept_again(existing.case_id, caller, word)
 
         now = self.clock()
         case = Case.open(cid, child, caller, now)
         try:
             with self.db.unit_of_work() as uow:
-                CaseRepository(uow.session).add(case, now.date())
+                repository = CaseRepository(uow.session)
+                repository.add(case, now.date())
+                # With the case: a hub decision older than this pull, arriving late, is
+                # then older than the acceptance and changes nothing (concord_kit.partners).
+                repository.partners.accepted_on(cid, word)
                 uow.audit("case.opened", case.case_id, reason=f"accepted referral {cid}")
                 self._announce_opening(uow, case)
+        except WithdrawnMeanwhile as exc:
+            self._refuse("case.accept", cid, str(exc))
         except sa.exc.IntegrityError:
             # Accepted at the same moment by someone else: theirs is the case.
             existing = self._case_for(cid)
@@ -148,26 +155,42 @@ class CaseManagementService(ConcordService):
         self.log.info("case_opened", case_id=str(case.case_id), coordination_id=str(cid))
         return self._receipt(case)
 
-    def _accept_again(self, case_id: uuid.UUID, caller: domain.Person) -> dict:
+    def _accept_again(self, case_id: uuid.UUID, caller: domain.Person, word: HubWord) -> dict:
         """The hub routed the referral here again after its withdrawal closed the case
-        (the pull just checked it): the same case opens again (domain.Case.accepted_again)."""
+        (the pull just checked it, as of the hub's `word`): the same case opens again
+        (domain.Case.accepted_again)."""
         now = self.clock()
-        with self.db.unit_of_work() as uow:
-            repository = CaseRepository(uow.session)
-            case = repository.get(case_id, lock=True)
-            if case is None:
-                raise NotFound("no such case")
-            before = case.status
-            if case.accepted_again(caller, now):
-                repository.save(case, now.date())
-                uow.audit("case.reopened", case.case_id, reason=domain.REOPENED_ROUTED_AGAIN)
-                uow.publish(
-                    "case.status_changed",
-                    case.coordination_id,
-                    {"case_id": case.case_id, "status": case.status, "changed_at": now},
-                )
-                self.log.info("case_reopened", case_id=str(case.case_id), was=str(before))
+        try:
+            with self.db.unit_of_work() as uow:
+                case = self._reaccept(uow, case_id, caller, word, now)
+        except WithdrawnMeanwhile as exc:
+            self._refuse("case.accept", case_id, str(exc))
         return self._receipt(case)
+
+    def _reaccept(
+        self,
+        uow: UnitOfWork,
+        case_id: uuid.UUID,
+        caller: domain.Person,
+        word: HubWord,
+        now: dt.datetime,
+    ) -> Case:
+        repository = CaseRepository(uow.session)
+        case = repository.get(case_id, lock=True)
+        if case is None:
+            raise NotFound("no such case")
+        repository.partners.accepted_on(case.coordination_id, word)
+        before = case.status
+        if case.accepted_again(caller, now):
+            repository.save(case, now.date())
+            uow.audit("case.reopened", case.case_id, reason=domain.REOPENED_ROUTED_AGAIN)
+            uow.publish(
+                "case.status_changed",
+                case.coordination_id,
+                {"case_id": case.case_id, "status": case.status, "changed_at": now},
+            )
+            self.log.info("case_reopened", case_id=str(case.case_id), was=str(before))
+        return case
 
     @rpc
     def register_case(self, registration: dict) -> dict:

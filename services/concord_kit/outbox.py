@@ -59,6 +59,19 @@ def next_sequences(session: Session, coordination_id: str, count: int = 1) -> in
     return count
 
 
+def last_sequence(session: Session, coordination_id: uuid.UUID | str) -> int:
+    """The last sequence number committed for this coordination id (0 before its first
+    event): every event of it up to this number is committed. Read it before the state it
+    vouches for (each statement sees what was committed when it began), so that the state
+    read holds every event up to it."""
+    found = session.execute(
+        sa.select(outbox_sequence.c.last_sequence).where(
+            outbox_sequence.c.coordination_id == str(coordination_id)
+        )
+    ).scalar()
+    return int(found or 0)
+
+
 @dataclass(frozen=True)
 class Pending:
     """An event checked against its contract, waiting for its sequence and its row

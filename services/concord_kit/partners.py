@@ -10,7 +10,9 @@ written once:
 - the rule that keeps the copy right when events arrive late, twice or out of order
   (`is_newer`, and `view` for which voice counts when two services speak of one agency);
 - the table (`partner_status_table`, `partner_status_columns` for the migration) and the
-  sequence-checked upsert (`PartnerStatuses.apply`).
+  sequence-checked upsert (`PartnerStatuses.apply`);
+- the hub's word that comes with the details an agency pulls when it accepts a referral
+  (`hub_word`, kept by `PartnerStatuses.record_hub_word` with the record it opens).
 
 Each row is one agency's status as one producer last told it, for one coordination id:
 the hub speaks of every agency (pending acceptance, accepted), an agency's own service
@@ -18,6 +20,13 @@ speaks of its own record (a case's workflow status, an investigation's, a reques
 `sequence` is strictly increasing per producer and coordination id, so within one row a
 lower or equal sequence is an older (or the same) word and is ignored. A redelivered
 event is refused earlier by the inbox; this check is what keeps a reordered one out.
+
+An acceptance is a word of the hub too: the pull it rests on answers "routed to you, as
+of my sequence S" (`ReferralDetailsSchema.hub_status`), and the accepting service keeps it
+in the row of its own agency in the unit of work that opens (or reopens) its record. A
+decision of the hub older than that (a revocation, then a new routing, delivered late after
+the acceptance) then finds a newer word and changes nothing; one newer than S still counts,
+and one kept before the record commits refuses the acceptance (`accepted_on`).
 
 Statuses are codes, times are UTC: nothing here is personal data.
 """
@@ -31,11 +40,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 
 from concord_contracts.codes import Agency, AgencyStatus
 from concord_contracts.envelope import Envelope
 from concord_contracts.hub_decisions import HubDecision
+from concord_contracts.rpc import HubStatusSchema
 from concord_kit import upsert
 
 # --- the rules (no I/O) ----------------------------------------------------------------
@@ -142,6 +153,35 @@ def updates_from(event: Envelope, own_agency: Agency) -> list[PartnerUpdate]:
     raise ValueError(f"{event.event_type} carries no partner status")
 
 
+# The hub's statuses of an agency that take the referral from it.
+WITHDRAWN = frozenset({str(AgencyStatus.revoked), str(AgencyStatus.declined)})
+
+
+class WithdrawnMeanwhile(Exception):
+    """The hub withdrew the referral from the agency after the pull an acceptance rests on."""
+
+
+@dataclass(frozen=True)
+class HubWord:
+    """What the hub said of an agency when it answered that agency's pull: `update` (its
+    status there, since when), as of the hub's event `sequence` for the referral."""
+
+    sequence: int
+    update: PartnerUpdate
+
+
+def hub_word(details: Mapping[str, Any], own_agency: Agency) -> HubWord:
+    """The hub's word on `own_agency` in pulled details (`ReferralDetailsSchema` JSON);
+    ValueError when they carry none about it."""
+    try:
+        word = HubStatusSchema().load(details.get("hub_status") or {})
+    except ValidationError as exc:
+        raise ValueError(f"no readable hub status: {exc.normalized_messages()}") from None
+    if word["agency"] != own_agency:
+        raise ValueError(f"the hub status is of {word['agency']}, not {own_agency}")
+    return HubWord(word["sequence"], PartnerUpdate(own_agency, str(word["status"]), word["since"]))
+
+
 def view(
     statuses: Iterable[PartnerStatus], exclude: Agency | None = None
 ) -> dict[Agency, PartnerStatus]:
@@ -212,10 +252,39 @@ class PartnerStatuses:
     def apply_hub_decision(self, event: Envelope, own_agency: Agency) -> HubDecision | None:
         """Keep a hub decision (`referral.revoked`/`declined`) as the partner status it is;
         answer it when it takes the referral from `own_agency` and is the hub's newest word
-        on it, None when there is nothing more to do."""
+        on it (newer than an acceptance's pull too: `record_hub_word`), None when there is
+        nothing more to do."""
         decision = HubDecision.from_event(event.event_type, event.payload)
         newest = self.apply(event, own_agency) > 0
         return decision if decision.agency == own_agency and newest else None
+
+    def record_hub_word(self, coordination_id: uuid.UUID | str, word: HubWord) -> bool:
+        """Keep the hub's word that came with a pull, in the unit of work that opens (or
+        reopens) the record accepted on it: a hub event with its sequence or lower, arriving
+        late, is then older than the acceptance, and `apply_hub_decision` ignores it (the
+        inbox still records it). False when a newer word was already kept."""
+        return self.record(coordination_id, HUB, word.sequence, word.update)
+
+    def accepted_on(self, coordination_id: uuid.UUID | str, word: HubWord) -> None:
+        """`record_hub_word` for an acceptance, refused (`WithdrawnMeanwhile`) when the word
+        already kept is a newer withdrawal: the hub revoked or declined the routing after
+        the pull, and its handler, finding no record yet, had nothing to close. Rolled back
+        with the record, the acceptance then fails as a pull after the withdrawal would."""
+        if self.record_hub_word(coordination_id, word):
+            return
+        t = self.table
+        status = self.session.execute(
+            sa.select(t.c.status).where(
+                t.c.coordination_id == str(coordination_id),
+                t.c.agency == str(word.update.agency),
+                t.c.producer == HUB,
+            )
+        ).scalar()
+        if status in WITHDRAWN:
+            raise WithdrawnMeanwhile(
+                f"the referral hub withdrew the referral from {word.update.agency} "
+                "after this acceptance began"
+            )
 
     def record(
         self, coordination_id: uuid.UUID | str, producer: str, sequence: int, update: PartnerUpdate

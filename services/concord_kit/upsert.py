@@ -1,7 +1,7 @@
 """Single-statement writes that PostgreSQL and SQLite both do atomically: an insert that
-ignores a duplicate key, and a sequence-checked upsert. One round trip where a select, a
-savepoint and an insert or update took four, and no race left between them (benchmarks/
-measured the difference; docs/reliability.md).
+ignores a duplicate key, a sequence-checked upsert, and counts added to (many at once).
+One round trip where a select, a savepoint and an insert or update took four, and no race
+left between them (benchmarks/ measured the difference; docs/reliability.md).
 
 The statements are written once per table and shape and kept: SQLAlchemy's dialect
 inserts (`postgresql.insert(...).on_conflict_...`) cannot be cached, so building them per
@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 _DIALECTS = frozenset({"postgresql", "sqlite"})
@@ -74,6 +75,47 @@ def _increment(table: sa.Table, key: tuple[str, ...], column: str):
     )
     statement = _typed(sql, table, (*key, column))
     return statement.bindparams(sa.bindparam("step", type_=sa.Integer()))
+
+
+@functools.cache
+def _add_to(table: sa.Table, key: tuple[str, ...], column: str, dialect: str):
+    names = (*key, column)
+    conflict = ", ".join(_quote(c) for c in key)
+    col = _quote(column)
+    added = f"{_quote(table.name)}.{col} + excluded.{col}"
+    update = f"ON CONFLICT ({conflict}) DO UPDATE SET {col} = {added}"
+    if dialect != "postgresql":
+        return _typed(f"{_insert(table, names)} {update}", table, names)
+    # Every row in one statement, each column as one array: one round trip, whatever the
+    # number of rows, and the same cached statement for any number.
+    columns = ", ".join(_quote(c) for c in names)
+    arrays = ", ".join(f":{c}" for c in names)
+    sql = f"INSERT INTO {_quote(table.name)} ({columns}) SELECT * FROM unnest({arrays}) {update}"
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(c, type_=postgresql.ARRAY(table.c[c].type)) for c in names)
+    )
+
+
+def add_to(
+    session: Session,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    key: Sequence[str],
+    column: str,
+) -> None:
+    """Add each row's `column` to the row of `table` with its `key` (each key once),
+    creating it when missing; in the rows' order, so writers that sort their rows alike
+    take the rows' locks in one order. One statement on PostgreSQL, one per row on SQLite
+    (in process)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    statement = _add_to(table, tuple(key), column, dialect)
+    names = (*key, column)
+    if dialect == "postgresql":
+        session.execute(statement, {c: [row[c] for row in rows] for c in names})
+    else:
+        session.execute(statement, [{c: row[c] for c in names} for row in rows])
 
 
 def insert_unless_present(

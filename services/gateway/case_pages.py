@@ -76,10 +76,6 @@ CASE_NOTICES: dict[str, tuple[str, str]] = {
         N_("This was decided already, or the case changed since the page was loaded."),
     ),
     "case_four_eyes": ("alert", errors.FOUR_EYES_REFUSAL),
-    "case_list_restarted": (
-        "alert",
-        N_("That page of the list is no longer valid: here is the first page."),
-    ),
 }
 pages.NOTICES.update(CASE_NOTICES)
 
@@ -485,7 +481,7 @@ def my_cases(ex: Exchange, desk: Desk) -> Response:
             raise
         # An old or altered "next page" link: start again from the first page.
         args = [(k, v) for k, v in ex.request.args.items(multi=True) if k != "cursor"]
-        return pages.see_other("/cases?" + urlencode([*args, ("notice", "case_list_restarted")]))
+        return pages.see_other("/cases?" + urlencode([*args, ("notice", "list_restarted")]))
     items = [complete(_LIST_ITEM, item) for item in answer.get("items", [])]
     names = desk.display_names({item["assigned_to"] for item in items})
     fmt = Formats(ex, names)

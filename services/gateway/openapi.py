@@ -26,7 +26,8 @@ _ERRORS: dict[int, tuple[str, str]] = {
     401: ("Unauthenticated", "No valid bearer token, or wrong credentials."),
     403: ("Forbidden", "The signed-in person may not do this."),
     404: ("NotFound", "Nothing was found here."),
-    409: ("Conflict", "The record is not in a state that allows this."),
+    # No generic 409: an operation that can be refused by state documents its codes
+    # (`_conflict`), as the case and hub actions do.
     413: ("PayloadTooLarge", "The body is larger than 256 KiB."),
     422: ("InvalidInput", "Fields are not valid; `error.fields` names each one."),
     429: (
@@ -224,10 +225,12 @@ def document() -> dict:
                             {"$ref": "#/components/schemas/InvestigationOpenedReceipt"},
                         ]
                     },
+                    # No 409: accepting is never refused by state. Accepting again
+                    # answers the same record; a routing declined or withdrawn (or
+                    # never made) is the hub's refusal to hand over the details: 403.
                     401,
                     403,
                     404,
-                    409,
                     422,
                     502,
                     503,

@@ -124,7 +124,7 @@ def add_case_paths(spec: APISpec, operation, responses, conflict) -> None:
         return {"type": "array", "items": ref(name)}
 
     record = "CaseRecord"
-    write_errors = (400, 401, 403, 404, 409, 413, 422, 502, 503)
+    write_errors = (400, 401, 403, 404, 413, 422, 502, 503)  # and 409 by its codes
     spec.components.response(_CONFLICT, conflict(_CONFLICT_CODES))
 
     def write_responses(
@@ -132,7 +132,7 @@ def add_case_paths(spec: APISpec, operation, responses, conflict) -> None:
     ) -> dict:
         answers = responses(status, description, schema, *write_errors)
         answers["409"] = {"$ref": f"#/components/responses/{_CONFLICT}"}
-        return answers
+        return dict(sorted(answers.items()))
 
     def write(summary, operation_id, body=None, *, status=200, params=(), versioned=True):
         return operation(

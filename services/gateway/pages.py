@@ -84,7 +84,8 @@ NOTICES: dict[str, tuple[str, str]] = {
         "alert",
         N_("This referral can no longer be declined: it was answered or withdrawn."),
     ),
-    "waiting_list_restarted": (
+    # An old or altered "next page" link of a list (the waiting list, the case list).
+    "list_restarted": (
         "alert",
         N_("That page of the list is no longer valid: here is the first page."),
     ),
@@ -321,7 +322,7 @@ def waiting_list(ex: Exchange, intake_queue: Callable[[dict], dict]) -> Response
         if not cursor:
             raise
         # An old or altered "next page" link: start again from the first page.
-        return see_other("/?notice=waiting_list_restarted")
+        return see_other("/?notice=list_restarted")
     items = page["items"]
     can_accept = ex.principal.agency in ACCEPTING_AGENCIES
     from gateway.board_pages import due_text  # board_pages builds on this module

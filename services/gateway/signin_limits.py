@@ -11,13 +11,15 @@ Three counts of failures, each with its own `Policy`:
   who fails on purpose with a worker's name cannot lock out the worker at their usual desk.
 
 After `free_failures` failures in a row, the next attempt waits: 30 s, then twice as long
-after each further failure, at most 15 minutes. A successful sign-in clears its name-at-
-address and address counts, not the name's count of failures elsewhere (the attacker's);
-a count nobody added to for `forget_after` is forgotten. Attempts under one count take
-turns (`turn`), so guesses sent all at once are checked one after another and each failure
-counts before the next guess is let through, while one person's (or one integration's)
-sign-ins sent side by side simply queue. Plain Python, kept in the gateway process's memory
-(docs/operations.md says why, and what that means with several gateways).
+after each further failure, at most 15 minutes. A successful sign-in clears what that name
+failed there: its name-at-address count, and as many failures from the address count (the
+other names' failures there stay, so someone with an account of their own cannot sign in
+between guesses to start the address afresh), not the name's count of failures elsewhere
+(the attacker's); a count nobody added to for `forget_after` is forgotten. Attempts under
+one count take turns (`turn`), so guesses sent all at once are checked one after another
+and each failure counts before the next guess is let through, while one person's (or one
+integration's) sign-ins sent side by side simply queue. Plain Python, kept in the gateway
+process's memory (docs/operations.md says why, and what that means with several gateways).
 """
 
 from __future__ import annotations
@@ -152,11 +154,24 @@ class SignInLimits:
         self._bound(now)
 
     def succeeded(self, username: str, address: str, now: dt.datetime) -> None:
-        """Clears this name's count at this address and the address's count, and remembers
-        the address as this name's: the name's failures elsewhere no longer hold it up."""
+        """Clears this name's count at this address and takes its failures off the
+        address's count, and remembers the address as this name's: the name's failures
+        elsewhere no longer hold it up."""
         name = normalise_username(username)
-        self._failures.pop(("user_at_address", name, address), None)
-        self._failures.pop(("address", address), None)
+        own = self._failures.pop(("user_at_address", name, address), None)
+        address_failures = self._failures.get(("address", address))
+        policy = self._policies["user_at_address"]
+        # Each of this name's failures here added one to the address's count too. A
+        # forgotten count is not taken off: the address's may have started again since,
+        # with other names' failures only.
+        if (
+            own is not None
+            and address_failures is not None
+            and now - own.last_at < policy.forget_after
+        ):
+            address_failures.count -= min(own.count, address_failures.count)
+            if address_failures.count == 0:
+                del self._failures[("address", address)]
         self._signed_in_from.pop((name, address), None)
         self._signed_in_from[(name, address)] = now  # re-inserted: oldest first
         while len(self._signed_in_from) > MAX_TRACKED:

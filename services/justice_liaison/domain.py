@@ -18,7 +18,11 @@ the hub while another accepted), justice no longer holds the referral. A record 
 opened, with nothing recorded on it yet, closes with it. An investigation under way
 stays: a crime being investigated does not end because a referral was withdrawn, so the
 withdrawal goes to the audit trail and the hub's status, for the officer to decide. Only
-the hub's newest word counts (its sequence): a late, older decision changes nothing.
+the hub's newest word counts (its sequence): a late, older decision changes nothing. An
+acceptance is such a word: the pull it rests on says "routed to justice, as of the hub's
+sequence S", kept with the record it opens, so a decision the hub took before it (a
+revocation, then a new routing, arriving late) leaves the record alone
+(`concord_kit.partners`).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from concord_contracts.rpc import InvestigationOpenedReceiptSchema
 from concord_kit import oversight
 from concord_kit.errors import Forbidden, ServiceUnavailable, parse_uuid
 from concord_kit.events import on_event
+from concord_kit.partners import WithdrawnMeanwhile, hub_word
 from concord_kit.rpc import ServiceCall
 from concord_kit.service import ConcordService
 from justice_liaison import domain
@@ -44,12 +45,17 @@ class JusticeLiaisonService(ConcordService):
         # was routed to justice and audits the pull.
         details = self.referral.pull_details(str(cid))
         try:
+            word = hub_word(details, domain.AGENCY)
             investigation = Investigation.open(cid, details, caller, dt.datetime.now(dt.UTC))
-        except domain.IncompleteDetails as exc:
+        except (ValueError, domain.IncompleteDetails) as exc:
             raise ServiceUnavailable(f"referral answered without usable details: {exc}") from None
         try:
             with self.db.unit_of_work() as uow:
-                InvestigationRepository(uow.session).add(investigation)
+                repository = InvestigationRepository(uow.session)
+                repository.add(investigation)
+                # With the record: a hub decision older than this pull, arriving late, is
+                # then older than the acceptance and changes nothing (concord_kit.partners).
+                repository.partners.accepted_on(cid, word)
                 uow.audit(
                     "investigation.opened",
                     investigation.investigation_id,
@@ -64,6 +70,8 @@ class JusticeLiaisonService(ConcordService):
                         "opened_at": investigation.opened_at,
                     },
                 )
+        except WithdrawnMeanwhile as exc:
+            self._refuse("investigation.accept", cid, str(exc))
         except sa.exc.IntegrityError:
             # Accepted at the same moment by another officer: theirs is the record.
             existing = self._investigation_for(cid)

@@ -1190,6 +1190,48 @@ def count_changes(
     return {slot: n for slot, n in changes.items() if n}
 
 
+def reached(row: Pipeline) -> set[Stage]:
+    """The funnel's stages past `received` a row has reached (the first time of each is
+    set): kept apart from its stage, since one closed at triage never reached `routed`."""
+    return stored_reached(row.triaged_at, row.routed_at, row.in_care_at, row.closed_at)
+
+
+def stored_reached(
+    triaged_at: dt.datetime | None,
+    routed_at: dt.datetime | None,
+    in_care_at: dt.datetime | None,
+    closed_at: dt.datetime | None,
+) -> set[Stage]:
+    """`reached` of a row as stored: the stages whose time is set."""
+    times = {
+        Stage.triaged: triaged_at,
+        Stage.routed: routed_at,
+        Stage.in_care: in_care_at,
+        Stage.closed: closed_at,
+    }
+    return {stage for stage, at in times.items() if at is not None}
+
+
+def funnel_changes(
+    before: tuple[Stage, set[Stage], set[str]] | None,
+    after: tuple[Stage, set[Stage], set[str]] | None,
+) -> dict[tuple[Stage, Stage, str], int]:
+    """How the kept funnel moves when a row goes from `before` to `after` (stage, stages
+    reached, count keys; None for a row that did not exist or no longer does): one count
+    per (stage, stage reached, key), so that the filters the counts per stage answer
+    (`counted_keys`, a stage filter included) answer the funnel too."""
+    changes: dict[tuple[Stage, Stage, str], int] = {}
+    for sign, side in ((-1, before), (1, after)):
+        if side is None:
+            continue
+        stage, steps, keys = side
+        for step in steps:
+            for key in keys:
+                slot = (stage, step, key)
+                changes[slot] = changes.get(slot, 0) + sign
+    return {slot: n for slot, n in changes.items() if n}
+
+
 def mask(codes: Iterable[Any], bits: Mapping[Any, int]) -> int:
     total = 0
     for code in codes:

@@ -9,8 +9,9 @@ The pipeline is built to be filtered and paged at a million rows (PostgreSQL): t
 orders are covered by composite indexes ending in the coordination id (keyset pages), by
 stage and by channel; categories and agency statuses are facets in a table of their own
 (`pipeline_facets`); flags are a bit mask with a partial index of the flagged rows; the last
-change has an index for the cheap version poll; the counts per stage are kept as rows change
-(`pipeline_counts`).
+change has an index for the cheap version poll; the counts per stage and the funnel are kept
+as rows change (`pipeline_counts`, `pipeline_funnel_counts`); the ageing chart counts ranges
+of `ix_pipeline_stage_since`.
 """
 
 from __future__ import annotations
@@ -220,6 +221,18 @@ pipeline_counts = sa.Table(
     metadata,
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("stage", sa.String(64), primary_key=True),
+    sa.Column("n", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
+)
+
+# The funnel, kept alike: per count key and stage, how many rows reached each stage past
+# `received` (`domain.reached`: the stage's first time is set; received is
+# `pipeline_counts`). Per stage too, so a stage filter reads it as it reads the counts.
+pipeline_funnel_counts = sa.Table(
+    "pipeline_funnel_counts",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("stage", sa.String(64), primary_key=True),
+    sa.Column("reached", sa.String(64), primary_key=True),
     sa.Column("n", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
 )
 

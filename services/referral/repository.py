@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from concord_contracts.codes import (
@@ -42,7 +41,7 @@ from concord_contracts.codes import (
     Urgency,
 )
 from concord_contracts.rpc import ContactSchema, ReportedChildSchema
-from concord_kit import crypto
+from concord_kit import crypto, upsert
 from referral.domain import (
     AGEING_LIMITS,
     EVERY_ROW,
@@ -64,8 +63,11 @@ from referral.domain import (
     counted_keys,
     facet_filter,
     facets,
+    funnel_changes,
     mask,
+    reached,
     stored_count_keys,
+    stored_reached,
 )
 from referral.models import (
     ANSWERED,
@@ -74,6 +76,7 @@ from referral.models import (
     pipeline,
     pipeline_counts,
     pipeline_facets,
+    pipeline_funnel_counts,
     pipeline_hops,
     possible_duplicates,
     referrals,
@@ -134,25 +137,44 @@ class DuplicatePair:
 _CHILD, _CONTACT = ReportedChildSchema(), ContactSchema()  # one of each, not one per report
 
 _PENDING_COUNTS = "referral.pipeline_count_changes"
-"""Where a session collects how the kept counts move until it commits (`session.info`)."""
+_PENDING_FUNNEL = "referral.pipeline_funnel_changes"
+"""Where a session collects how the kept counts and funnel move until it commits
+(`session.info`)."""
+
+_REACHED_AT = {
+    Stage.triaged: pipeline.c.triaged_at,
+    Stage.routed: pipeline.c.routed_at,
+    Stage.in_care: pipeline.c.in_care_at,
+    Stage.closed: pipeline.c.closed_at,
+}
+"""The first time of each stage past `received`: set, the row reached it (the funnel)."""
 
 
 def _apply_count_changes(session: Session) -> None:
-    """Move the kept counts by what this transaction changed, as its last statement: in one
-    order (key, stage), so two writers wait on each other's counts in turn and never in a
+    """Move the kept counts and funnel by what this transaction changed, as its last
+    statements: in one order (the counts by key and stage, then the funnel by key, stage and
+    stage reached), so two writers wait on each other's counts in turn and never in a
     circle, and held only for the commit, so a bulk chunk delays a single submission by
-    its commit at most. Exact: the counts commit with the rows or not at all."""
-    pending = session.info.pop(_PENDING_COUNTS, None)
-    changes = sorted((key, str(stage), n) for (stage, key), n in (pending or {}).items() if n)
-    if not changes:
-        return
-    insert = (
-        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    )(pipeline_counts)
-    statement = insert.on_conflict_do_update(
-        index_elements=["key", "stage"], set_={"n": pipeline_counts.c.n + insert.excluded.n}
+    its commit at most (one statement per table on PostgreSQL: `upsert.add_to`). Exact:
+    the counts commit with the rows or not at all."""
+    pending = session.info.pop(_PENDING_COUNTS, None) or {}
+    funnel = session.info.pop(_PENDING_FUNNEL, None) or {}
+    counts = sorted((key, str(stage), n) for (stage, key), n in pending.items() if n)
+    steps = sorted((key, str(stage), str(step), n) for (stage, step, key), n in funnel.items() if n)
+    upsert.add_to(
+        session,
+        pipeline_counts,
+        [{"key": k, "stage": stage, "n": n} for k, stage, n in counts],
+        ("key", "stage"),
+        "n",
     )
-    session.execute(statement, [{"key": k, "stage": stage, "n": n} for k, stage, n in changes])
+    upsert.add_to(
+        session,
+        pipeline_funnel_counts,
+        [{"key": k, "stage": stage, "reached": step, "n": n} for k, stage, step, n in steps],
+        ("key", "stage", "reached"),
+        "n",
+    )
 
 
 class ReferralRepository:
@@ -526,7 +548,16 @@ class ReferralRepository:
         del values["coordination_id"]
         p = pipeline.c
         stored = self.session.execute(
-            sa.select(p.stage, p.urgency, p.channel, p.flags).where(p.coordination_id == cid)
+            sa.select(
+                p.stage,
+                p.urgency,
+                p.channel,
+                p.flags,
+                p.triaged_at,
+                p.routed_at,
+                p.in_care_at,
+                p.closed_at,
+            ).where(p.coordination_id == cid)
         ).one()
         self.session.execute(pipeline.update().where(p.coordination_id == cid).values(**values))
         for state in row.agencies.values():
@@ -545,17 +576,27 @@ class ReferralRepository:
                 )
         held = self._write_facets(row)
         before = stored_count_keys(stored.urgency, stored.channel, stored.flags, held)
-        self._count((Stage(stored.stage), before), row)
+        steps = stored_reached(
+            stored.triaged_at, stored.routed_at, stored.in_care_at, stored.closed_at
+        )
+        self._count((Stage(stored.stage), steps, before), row)
         self._flush_hops(row)
 
-    def _count(self, before: tuple[Stage, set[str]] | None, row: Pipeline) -> None:
-        """Note how this row moves the kept counts; they move when the transaction commits."""
+    def _count(self, before: tuple[Stage, set[Stage], set[str]] | None, row: Pipeline) -> None:
+        """Note how this row, from `before` (stage, stages reached, count keys; None for a
+        new row), moves the kept counts and funnel; they move when the transaction commits."""
         pending = self.session.info.get(_PENDING_COUNTS)
         if pending is None:
             pending = self.session.info[_PENDING_COUNTS] = {}
+            self.session.info[_PENDING_FUNNEL] = {}
             sa.event.listen(self.session, "before_commit", _apply_count_changes)
-        for slot, n in count_changes(before, (row.stage, count_keys(row))).items():
+        funnel = self.session.info[_PENDING_FUNNEL]
+        keys = count_keys(row)
+        was = None if before is None else (before[0], before[2])
+        for slot, n in count_changes(was, (row.stage, keys)).items():
             pending[slot] = pending.get(slot, 0) + n
+        for step, n in funnel_changes(before, (row.stage, reached(row), keys)).items():
+            funnel[step] = funnel.get(step, 0) + n
 
     def _flush_hops(self, row: Pipeline) -> None:
         if row.hops:
@@ -833,41 +874,55 @@ class ReferralRepository:
         # The page is chosen on agency_statuses alone, walking `ix_agency_statuses_queue`
         # in its order and stopping at the page's end; pipeline is joined for its rows only.
         s = agency_statuses.c
-        chosen = (
-            sa.select(
-                s.coordination_id,
-                s.status,
-                s.since,
-                s.due_at,
-                s.urgency_rank,
-                s.received_at,
-                ANSWERED.label("answered"),
+        in_group = (s.urgency_rank, s.received_at.desc(), s.coordination_id)
+
+        def walk(*where: Any, order: Sequence[Any] = (ANSWERED, *in_group)) -> sa.Select:
+            return (
+                sa.select(
+                    s.coordination_id,
+                    s.status,
+                    s.since,
+                    s.due_at,
+                    s.urgency_rank,
+                    s.received_at,
+                    ANSWERED.label("answered"),
+                )
+                .where(s.agency == str(agency), s.routed.is_(True), *where)
+                .order_by(*order)
+                .limit(limit + 1)
             )
-            .where(s.agency == str(agency))
-            .where(s.routed.is_(True))
-            .order_by(ANSWERED, s.urgency_rank, s.received_at.desc(), s.coordination_id)
-        )
-        if after is not None:
-            # The order's directions differ (newest first, ids upwards), so "after the
-            # cursor" is spelled out key by key rather than as one row comparison.
+
+        if after is None:
+            page = walk().subquery("page")
+        else:
+            # The order's directions differ (newest first, ids upwards), so no row
+            # comparison says "after the cursor", and an OR of key-by-key conditions only
+            # filters a walk from the agency's first row (page n read n pages). Instead: the
+            # index ranges that follow the cursor, each walked from its start and cut at
+            # limit + 1, then merged. "IS false", not "NOT": PostgreSQL rewrites
+            # NOT (a <> b) to a = b, no longer the indexed expression. A range is ordered
+            # without the group it fixes: SQLite sorts the whole range when the order names
+            # that indexed expression.
             at = sa.literal(after.received_at, type_=s.received_at.type)
-            later_in_group = sa.or_(
-                s.urgency_rank > after.urgency_rank,
-                sa.and_(
-                    s.urgency_rank == after.urgency_rank,
-                    sa.or_(
-                        s.received_at < at,
-                        sa.and_(s.received_at == at, s.coordination_id > after.coordination_id),
-                    ),
-                ),
+            group = ANSWERED.is_(sa.false()) if after.waiting else ANSWERED.is_(sa.true())
+            rank = s.urgency_rank == after.urgency_rank
+            ranges = [
+                (group, rank, s.received_at == at, s.coordination_id > after.coordination_id),
+                (group, rank, s.received_at < at),
+                (group, s.urgency_rank > after.urgency_rank),
+            ]
+            if after.waiting:
+                ranges.append((ANSWERED.is_(sa.true()),))
+            walks = (walk(*where, order=in_group).subquery() for where in ranges)
+            # Each range wrapped as a subquery: SQLite takes no LIMIT in a UNION's parts.
+            ahead = sa.union_all(*(sa.select(w) for w in walks)).subquery()
+            f = ahead.c
+            page = (
+                sa.select(ahead)
+                .order_by(f.answered, f.urgency_rank, f.received_at.desc(), f.coordination_id)
+                .limit(limit + 1)
+                .subquery("page")
             )
-            # Past the last waiting one: every answered one, and the waiting ones after it.
-            chosen = chosen.where(
-                sa.or_(ANSWERED, later_in_group)
-                if after.waiting
-                else sa.and_(ANSWERED, later_in_group)
-            )
-        page = chosen.limit(limit + 1).subquery("page")
         p = pipeline.c
         query = (
             sa.select(
@@ -1016,81 +1071,145 @@ class ReferralRepository:
         found = {Stage(stage): int(n) for stage, n in rows}
         return {stage: found.get(stage, 0) for stage in Stage}
 
-    def counts_of_rows(self) -> dict[tuple[str, str], int]:
-        """The kept counts as the rows themselves give them, (key, stage) -> n: what
-        `pipeline_counts` must hold (its tests compare the two)."""
+    def _per_key_and_stage(self, *measures: Any) -> list[tuple[str, str, list[int]]]:
+        """`measures` of the rows under each count key and stage, as the rows give them."""
         p, f = pipeline.c, pipeline_facets.c
-        every = sa.func.count()
         selects = [
-            sa.select(sa.literal(EVERY_ROW), p.stage, every).group_by(p.stage),
-            sa.select(sa.literal("urgency:") + p.urgency, p.stage, every).group_by(
+            sa.select(sa.literal(EVERY_ROW), p.stage, *measures).group_by(p.stage),
+            sa.select(sa.literal("urgency:") + p.urgency, p.stage, *measures).group_by(
                 p.urgency, p.stage
             ),
-            sa.select(sa.literal("channel:") + p.channel, p.stage, every).group_by(
+            sa.select(sa.literal("channel:") + p.channel, p.stage, *measures).group_by(
                 p.channel, p.stage
             ),
-            sa.select(f.facet, p.stage, every)
+            sa.select(f.facet, p.stage, *measures)
             .join(pipeline, p.coordination_id == f.coordination_id)
             .group_by(f.facet, p.stage),
             *(
-                sa.select(sa.literal(f"flag:{flag.value}"), p.stage, every)
+                sa.select(sa.literal(f"flag:{flag.value}"), p.stage, *measures)
                 .where(p.flag_mask.op("&")(bit) != 0)
                 .group_by(p.stage)
                 for flag, bit in FLAG_BITS.items()
             ),
         ]
-        found: dict[tuple[str, str], int] = {}
-        for select in selects:
-            for key, stage, n in self.session.execute(select):
-                found[(key, stage)] = int(n)
-        return found
+        return [
+            (key, stage, [int(n) for n in ns])
+            for select in selects
+            for key, stage, *ns in self.session.execute(select)
+        ]
+
+    def counts_of_rows(self) -> dict[tuple[str, str], int]:
+        """The kept counts as the rows themselves give them, (key, stage) -> n: what
+        `pipeline_counts` must hold (its tests compare the two)."""
+        return {(key, stage): n for key, stage, [n] in self._per_key_and_stage(sa.func.count())}
+
+    def funnel_of_rows(self) -> dict[tuple[str, str, str], int]:
+        """The kept funnel as the rows themselves give it, (key, stage, stage reached) -> n,
+        none of them 0: what `pipeline_funnel_counts` must hold, 0s aside."""
+        steps = [str(step) for step in _REACHED_AT]
+        measures = [sa.func.count(at) for at in _REACHED_AT.values()]
+        return {
+            (key, stage, step): n
+            for key, stage, ns in self._per_key_and_stage(*measures)
+            for step, n in zip(steps, ns, strict=True)
+            if n
+        }
 
     def recount(self) -> None:
-        """Count the kept counts again from the rows (after rows were written around the
-        hub, as the benchmark's copies are)."""
-        found = self.counts_of_rows()
+        """Count the kept counts and funnel again from the rows (after rows were written
+        around the hub, as the benchmark's copies are)."""
+        counted = self.counts_of_rows()
         self.session.execute(pipeline_counts.delete())
-        if found:
+        if counted:
             self.session.execute(
                 pipeline_counts.insert(),
-                [{"key": key, "stage": stage, "n": n} for (key, stage), n in sorted(found.items())],
+                [{"key": k, "stage": stage, "n": n} for (k, stage), n in sorted(counted.items())],
+            )
+        funnel = self.funnel_of_rows()
+        self.session.execute(pipeline_funnel_counts.delete())
+        if funnel:
+            self.session.execute(
+                pipeline_funnel_counts.insert(),
+                [
+                    {"key": k, "stage": stage, "reached": step, "n": n}
+                    for (k, stage, step), n in sorted(funnel.items())
+                ],
             )
 
     def funnel(self, filters: PipelineFilters) -> dict[Stage, int]:
-        """How many referrals reached each stage (received is every one)."""
-        p = pipeline.c
-        reached = {
-            Stage.received: sa.func.count(),
-            Stage.triaged: sa.func.count(p.triaged_at),
-            Stage.routed: sa.func.count(p.routed_at),
-            Stage.in_care: sa.func.count(p.in_care_at),
-            Stage.closed: sa.func.count(p.closed_at),
+        """How many referrals reached each stage (received is every one): from the kept
+        counts and funnel under the filters they answer exactly (`counted_keys`, as
+        `counts`), in one statement (one snapshot), else by counting the matching rows."""
+        keys = counted_keys(filters)
+        if keys is None:
+            measures = {Stage.received: sa.func.count()} | {
+                stage: sa.func.count(at) for stage, at in _REACHED_AT.items()
+            }
+            row = self.session.execute(
+                sa.select(*[measures[s] for s in FUNNEL]).where(*self._where(filters))
+            ).one()
+            return {stage: int(n or 0) for stage, n in zip(FUNNEL, row, strict=True)}
+        c, f = pipeline_counts.c, pipeline_funnel_counts.c
+        received = sa.select(sa.literal(Stage.received.value), sa.func.sum(c.n)).where(
+            c.key.in_(keys)
+        )
+        steps = sa.select(f.reached, sa.func.sum(f.n)).where(f.key.in_(keys)).group_by(f.reached)
+        if filters.stages:
+            stages = sorted(str(s) for s in filters.stages)
+            received = received.where(c.stage.in_(stages))
+            steps = steps.where(f.stage.in_(stages))
+        found = {
+            Stage(s): int(n or 0) for s, n in self.session.execute(sa.union_all(received, steps))
         }
-        row = self.session.execute(
-            sa.select(*[reached[s] for s in FUNNEL]).where(*self._where(filters))
-        ).one()
-        return {stage: int(n or 0) for stage, n in zip(FUNNEL, row, strict=True)}
+        return {stage: found.get(stage, 0) for stage in FUNNEL}
 
     def ageing(
         self, filters: PipelineFilters, now: dt.datetime
     ) -> dict[Stage, dict[AgeingBucket, int]]:
-        """How long the open items have waited in their current stage, bucketed."""
+        """How long the open items have waited in their current stage, bucketed. Under the
+        filters the kept counts answer (`counted_keys`): only the items that waited less than
+        the last limit are counted, as ranges of `ix_pipeline_stage_since` (stage,
+        stage_since); the others are the stage's kept count less those, in the same
+        statement (one snapshot). Otherwise every matching open item is counted."""
         p = pipeline.c
-        whens = [
-            (p.stage_since > now - limit, bucket.value)
-            for bucket, limit in AGEING_LIMITS
-            if limit is not None
-        ]
-        bucket = sa.case(*whens, else_=AGEING_LIMITS[-1][0].value)
-        rows = self.session.execute(
+        limits = [(bucket, limit) for bucket, limit in AGEING_LIMITS if limit is not None]
+        longest = AGEING_LIMITS[-1][0]
+        bucket = sa.case(
+            *[(p.stage_since > now - limit, b.value) for b, limit in limits],
+            else_=longest.value,
+        )
+        open_stages = [str(s) for s in OPEN_STAGES if not filters.stages or s in filters.stages]
+        result = {stage: {b: 0 for b, _ in AGEING_LIMITS} for stage in OPEN_STAGES}
+        if not open_stages:
+            return result
+        counted = (
             sa.select(p.stage, bucket, sa.func.count())
             .where(*self._where(filters))
-            .where(p.stage.in_([str(s) for s in OPEN_STAGES]))
+            .where(p.stage.in_(open_stages))
             .group_by(p.stage, bucket)
-        ).all()
-        result = {stage: {b: 0 for b, _ in AGEING_LIMITS} for stage in OPEN_STAGES}
+        )
+        keys = counted_keys(filters)
+        if keys is None:
+            rows = self.session.execute(counted).all()
+        else:
+            c = pipeline_counts.c
+            # A total per stage, marked by a bucket name no row is counted under.
+            kept = (
+                sa.select(c.stage, sa.literal("", sa.String), sa.func.sum(c.n))
+                .where(c.key.in_(keys))
+                .where(c.stage.in_(open_stages))
+                .group_by(c.stage)
+            )
+            recent = counted.where(p.stage_since > now - limits[-1][1])
+            rows = self.session.execute(sa.union_all(recent, kept)).all()
+        totals: dict[Stage, int] = {}
         for stage, name, n in rows:
-            result[Stage(stage)][AgeingBucket(name)] = int(n)
+            if name:
+                result[Stage(stage)][AgeingBucket(name)] = int(n)
+            else:
+                totals[Stage(stage)] = int(n or 0)
+        for stage, total in totals.items():
+            result[stage][longest] = total - sum(result[stage].values())
         return result
 
     def last_change(self) -> dt.datetime | None:

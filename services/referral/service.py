@@ -53,7 +53,7 @@ from concord_contracts.rpc import (
     RevokeSchema,
     SubmissionReceiptSchema,
 )
-from concord_kit import crypto
+from concord_kit import crypto, outbox
 from concord_kit.db import UnitOfWork
 from concord_kit.errors import BadInput, Conflict, Forbidden, NotFound
 from concord_kit.events import on_event
@@ -566,6 +566,9 @@ class ReferralService(ConcordService):
         cid = parse_coordination_id(coordination_id)
         details = None
         with self.db.unit_of_work() as uow:
+            # The hub's last sequence before the referral: every event up to it is in what
+            # the pull checks, so the agency takes them all as older than its acceptance.
+            as_of = outbox.last_sequence(uow.session, cid)
             repository = ReferralRepository(uow.session)
             row = repository.pipeline(cid)
             if row is None:
@@ -577,6 +580,16 @@ class ReferralService(ConcordService):
                 uow.audit(PULL_DETAILS, cid, reason=permission.reason, outcome=outcome)
                 if permission.allowed:
                     details = repository.details(cid)
+                    agency = domain.staff_agency(caller.role, caller.agency)
+                    assert agency is not None  # allowed: its staff, routed to it
+                    state = row.agencies[agency]
+                    if details is not None:
+                        details["hub_status"] = {
+                            "agency": agency,
+                            "status": state.status,
+                            "since": state.since,
+                            "sequence": as_of,
+                        }
         self.log.info(
             "referral_details_pull",
             coordination_id=str(cid),

@@ -24,7 +24,7 @@ from cross_border.service import CrossBorderService
 from justice_liaison.models import investigations
 from justice_liaison.service import JusticeLiaisonService
 from tests.conftest import database_url
-from tests.integration.support import in_inbox, publish_event, send
+from tests.integration.support import held_back, in_inbox, publish_event, send
 from tests.observe import wait_for
 from tests.synthetic import make_referral
 
@@ -185,6 +185,92 @@ def test_justice_follows_the_hub_taking_a_referral_back(agencies, bus_tap, datab
     )
     time.sleep(0.5)
     assert len(bus_tap(cid, "investigation.status_changed")) == 1
+
+
+def investigation_status(engine, cid: str) -> str:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(investigations.c.status).where(investigations.c.coordination_id == cid)
+        ).scalar_one()
+
+
+def test_a_hub_decision_older_than_the_acceptance_arriving_late_leaves_the_record_alone(
+    agencies, bus_tap, database
+):
+    """The hub revokes the routing to justice, then routes it there again; both events are
+    late at justice_liaison, and an officer accepts in between (the pull passes: the hub
+    routes it there now). The late revocation is older than the acceptance: the record
+    stays open. A decision newer than the acceptance still closes it."""
+    rpc = agencies
+    engine = database("justice_liaison")
+    cid, _ = submit(rpc)
+    [first_routing] = wait_for(lambda: bus_tap(cid, "referral.routed"))
+    assert "justice" in first_routing["payload"]["agencies"]
+    wait_for(lambda: in_inbox(engine, first_routing["event_id"]))
+
+    with held_back("justice_liaison", "referral.revoked", "referral.routed"):
+        rpc[INTAKE].referral.revoke(cid, {"agency": "justice", "reason": "routed_in_error"})
+        rpc[INTAKE].referral.reroute(cid, {"agencies": ["justice"]})
+        [revoked] = wait_for(lambda: bus_tap(cid, "referral.revoked"))
+        [routed_again] = wait_for(lambda: bus_tap(cid, "referral.routed")[1:])
+    assert first_routing["sequence"] < revoked["sequence"] < routed_again["sequence"]
+
+    receipt = rpc[POLICE].justice_liaison.accept_referral(cid)
+    [word] = [r for r in partner_rows(engine, cid, "justice") if r["producer"] == "referral"]
+    assert word["last_sequence"] >= routed_again["sequence"]
+
+    send(revoked)
+    send(routed_again)
+    wait_for(lambda: in_inbox(engine, revoked["event_id"]))
+    wait_for(lambda: in_inbox(engine, routed_again["event_id"]))
+    assert investigation_status(engine, cid) == "opened"
+    with engine.connect() as conn:
+        withdrawn = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(audit_trail)
+            .where(
+                audit_trail.c.action == "investigation.referral_withdrawn",
+                audit_trail.c.subject == receipt["investigation_id"],
+            )
+        ).scalar()
+    assert withdrawn == 0
+
+    at = dt.datetime.now(dt.UTC).isoformat()
+    payload = {"agency": "justice", "reason": "consent_withdrawn", "revoked_at": at}
+    newer = publish_event("referral.revoked", "referral", cid, word["last_sequence"] + 100, payload)
+    wait_for(lambda: in_inbox(engine, newer["event_id"]))
+    assert investigation_status(engine, cid) == "closed"
+
+
+def test_an_acceptance_the_hub_withdrew_meanwhile_opens_no_record(agencies, bus_tap, database):
+    """The officer's pull passes, then the hub revokes the routing to justice and
+    justice_liaison hears of it before the record is committed (kept first here, to make
+    that moment wide): the acceptance is refused and audited, and no record opens."""
+    rpc = agencies
+    engine = database("justice_liaison")
+    cid, _ = submit(rpc)
+    [routed] = wait_for(lambda: bus_tap(cid, "referral.routed"))
+    wait_for(lambda: in_inbox(engine, routed["event_id"]))
+    at = dt.datetime.now(dt.UTC).isoformat()
+    payload = {"agency": "justice", "reason": "consent_withdrawn", "revoked_at": at}
+    newer = publish_event("referral.revoked", "referral", cid, routed["sequence"] + 100, payload)
+    wait_for(lambda: in_inbox(engine, newer["event_id"]))
+
+    with pytest.raises(Forbidden):
+        rpc[POLICE].justice_liaison.accept_referral(cid)
+    with engine.connect() as conn:
+        opened = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(investigations)
+            .where(investigations.c.coordination_id == cid)
+        ).scalar()
+        refusals = conn.execute(
+            sa.select(audit_trail.c.outcome, audit_trail.c.user_id).where(
+                audit_trail.c.subject == cid, audit_trail.c.action == "investigation.accept"
+            )
+        ).all()
+    assert opened == 0
+    assert [tuple(r) for r in refusals] == [("refused", POLICE.user_id)]
 
 
 def test_a_police_officer_cannot_accept_for_social_services(agencies, database):

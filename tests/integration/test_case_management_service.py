@@ -11,7 +11,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from case_management.models import case_notes
+from case_management.models import case_notes, partner_status
+from case_management.models import cases as cases_table
 from case_management.repository import CaseRepository
 from case_management.service import CaseManagementService
 from concord_contracts.codes import Organisation, Role
@@ -20,7 +21,7 @@ from concord_kit.errors import BadInput, Conflict, Forbidden, NotFound
 from concord_kit.identity import Caller
 from concord_kit.migrations import alembic_config
 from concord_kit.tables import audit_trail
-from tests.integration.support import in_inbox, publish_event, send
+from tests.integration.support import held_back, in_inbox, publish_event, send
 from tests.observe import wait_for
 from tests.synthetic import (
     make_assessment,
@@ -578,12 +579,20 @@ def test_a_revoked_referral_closes_the_case_nobody_worked_on_and_the_hub_sees_it
 def test_accepted_again_after_a_withdrawal_closed_it_the_same_case_opens_again(
     rpc, bus_tap, engine
 ):
-    cid, case_id, _ = open_case(rpc)
-    revoked = hub_takes_back(cid, "revoked", 100)
-    wait_for(lambda: in_inbox(engine, revoked["event_id"]))
-    assert rpc[SOCIAL].get_case(case_id)["status"] == "closed"
+    referral = make_referral(channel="helpline", categories=["sextortion"], urgency="high")
+    cid = rpc["hub"].submit_referral(referral)["coordination_id"]
+    # The hub does not hear of the case: social services stay pending there, revocable.
+    with held_back("referral", "case.opened", "case.status_changed"):
+        case_id = rpc[SOCIAL].accept_referral(cid)["case_id"]
+        rpc["hub"].revoke(cid, {"agency": "social_services", "reason": "routed_in_error"})
+        [revoked] = wait_for(lambda: bus_tap(cid, "referral.revoked"))
+        wait_for(lambda: in_inbox(engine, revoked["event_id"]))
+        assert rpc[SOCIAL].get_case(case_id)["status"] == "closed"
+        # The hub routes it to social services again.
+        rpc["hub"].reroute(cid, {"agencies": ["social_services"]})
+        [routed_again] = wait_for(lambda: bus_tap(cid, "referral.routed")[1:])
+        wait_for(lambda: in_inbox(engine, routed_again["event_id"]))
 
-    # The hub routes it to social services again (here it never stopped: the pull passes).
     receipt = rpc[SOCIAL_2].accept_referral(cid)
     assert receipt["case_id"] == case_id and receipt["status"] == "new"
     case = rpc[SUPERVISOR].get_case(case_id)
@@ -634,6 +643,131 @@ def test_a_case_already_worked_on_stays_open_flagged_until_routed_again(rpc, bus
     assert not [
         e for e in bus_tap(cid, "case.status_changed") if e["payload"]["status"] == "closed"
     ]
+
+
+def hub_word_kept(engine, cid: str) -> tuple[str, int]:
+    """The hub's last word on social services that case_management keeps: status, sequence."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(partner_status.c.status, partner_status.c.last_sequence).where(
+                partner_status.c.coordination_id == cid,
+                partner_status.c.agency == "social_services",
+                partner_status.c.producer == "referral",
+            )
+        ).one()
+    return row.status, row.last_sequence
+
+
+def test_a_hub_decision_older_than_the_acceptance_arriving_late_leaves_the_case_alone(
+    rpc, bus_tap, engine
+):
+    """The hub revokes the routing to social services, then routes it there again; both
+    events are late at case_management, and a worker accepts in between (the pull passes:
+    the hub routes it there now). The late revocation is older than the acceptance: the
+    case stays as it is. A decision newer than the acceptance still closes it."""
+    referral = make_referral(channel="helpline", categories=["sextortion"], urgency="high")
+    cid = rpc["hub"].submit_referral(referral)["coordination_id"]
+    [first_routing] = wait_for(lambda: bus_tap(cid, "referral.routed"))
+    wait_for(lambda: in_inbox(engine, first_routing["event_id"]))
+
+    with held_back("case_management", "referral.revoked", "referral.routed"):
+        rpc["hub"].revoke(cid, {"agency": "social_services", "reason": "routed_in_error"})
+        rpc["hub"].reroute(cid, {"agencies": ["social_services"]})
+        [revoked] = wait_for(lambda: bus_tap(cid, "referral.revoked"))
+        [routed_again] = wait_for(lambda: bus_tap(cid, "referral.routed")[1:])
+    assert first_routing["sequence"] < revoked["sequence"] < routed_again["sequence"]
+    assert not in_inbox(engine, revoked["event_id"])
+
+    case_id = rpc[SOCIAL].accept_referral(cid)["case_id"]
+    # The pull's word, kept with the case: routed here, as of the hub's last event.
+    status, as_of = hub_word_kept(engine, cid)
+    assert status == "pending_acceptance" and as_of >= routed_again["sequence"]
+
+    send(revoked)
+    send(routed_again)
+    wait_for(lambda: in_inbox(engine, revoked["event_id"]))
+    wait_for(lambda: in_inbox(engine, routed_again["event_id"]))
+    case = rpc[SUPERVISOR].get_case(case_id)
+    assert case["status"] == "new" and case["version"] == 1 and case["withdrawal"] is None
+    assert audit_rows(engine, case_id, "case.referral_withdrawn") == []
+
+    newer = hub_takes_back(cid, "revoked", as_of + 100)
+    wait_for(lambda: in_inbox(engine, newer["event_id"]))
+    case = rpc[SUPERVISOR].get_case(case_id)
+    assert case["status"] == "closed" and case["withdrawal"]["case_closed"]
+    assert len(audit_rows(engine, case_id, "case.referral_withdrawn")) == 1
+
+
+def test_a_hub_decision_older_than_the_acceptance_again_leaves_the_reopened_case_alone(
+    rpc, bus_tap, engine
+):
+    """A revocation closes the case nobody worked on; the hub routes it here again, revokes,
+    routes again, all late at case_management, and a worker accepts in between: the case
+    opens again, and the late revocation, older than that acceptance, leaves it alone."""
+    referral = make_referral(channel="helpline", categories=["sextortion"], urgency="high")
+    cid = rpc["hub"].submit_referral(referral)["coordination_id"]
+    [first_routing] = wait_for(lambda: bus_tap(cid, "referral.routed"))
+    wait_for(lambda: in_inbox(engine, first_routing["event_id"]))
+    # The hub does not hear of the case: social services stay pending there, revocable.
+    with held_back("referral", "case.opened", "case.status_changed"):
+        case_id = rpc[SOCIAL].accept_referral(cid)["case_id"]
+        rpc["hub"].revoke(cid, {"agency": "social_services", "reason": "routed_in_error"})
+        [revoked] = wait_for(lambda: bus_tap(cid, "referral.revoked"))
+        wait_for(lambda: in_inbox(engine, revoked["event_id"]))
+        assert rpc[SUPERVISOR].get_case(case_id)["status"] == "closed"
+
+        with held_back("case_management", "referral.revoked", "referral.routed"):
+            rpc["hub"].reroute(cid, {"agencies": ["social_services"]})
+            rpc["hub"].revoke(cid, {"agency": "social_services", "reason": "consent_withdrawn"})
+            rpc["hub"].reroute(cid, {"agencies": ["social_services"]})
+            wait_for(
+                lambda: (
+                    len(bus_tap(cid, "referral.routed")) == 3
+                    and len(bus_tap(cid, "referral.revoked")) == 2
+                )
+            )
+        assert rpc[SOCIAL_2].accept_referral(cid)["case_id"] == case_id
+    reopened = rpc[SUPERVISOR].get_case(case_id)
+    assert reopened["status"] == "new" and reopened["withdrawal"] is None
+
+    # Late, the revocation first (out of order), then both routings.
+    [_, routed_again, routed_last] = bus_tap(cid, "referral.routed")
+    [_, revoked_again] = bus_tap(cid, "referral.revoked")
+    assert routed_again["sequence"] < revoked_again["sequence"] < routed_last["sequence"]
+    for event in (revoked_again, routed_again, routed_last):
+        send(event)
+        wait_for(lambda event=event: in_inbox(engine, event["event_id"]))
+        case = rpc[SUPERVISOR].get_case(case_id)
+        assert case["version"] == reopened["version"] and case["withdrawal"] is None
+    assert len(audit_rows(engine, case_id, "case.referral_withdrawn")) == 1
+
+
+def test_an_acceptance_the_hub_withdrew_meanwhile_opens_no_case(rpc, bus_tap, engine):
+    """The worker's pull passes (the hub routes the referral here), then the hub revokes the
+    routing and case_management hears of it before the case is committed: its handler found
+    no case to close. The acceptance is refused, as a pull after the revocation would be,
+    and the refusal audited; no case opens. (The moment between the pull and the commit is
+    made wide here by keeping the newer revocation first.)"""
+    referral = make_referral(channel="helpline", categories=["sextortion"], urgency="high")
+    cid = rpc["hub"].submit_referral(referral)["coordination_id"]
+    [routed] = wait_for(lambda: bus_tap(cid, "referral.routed"))
+    wait_for(lambda: in_inbox(engine, routed["event_id"]))
+    newer = hub_takes_back(cid, "revoked", routed["sequence"] + 100)
+    wait_for(lambda: in_inbox(engine, newer["event_id"]))
+
+    with pytest.raises(Forbidden):
+        rpc[SOCIAL].accept_referral(cid)
+    with engine.connect() as conn:
+        opened = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(cases_table)
+            .where(cases_table.c.coordination_id == cid)
+        ).scalar()
+    assert opened == 0
+    assert [row[1:] for row in audit_rows(engine, cid, "case.accept")] == [
+        ("case.accept", "refused")
+    ]
+    assert hub_word_kept(engine, cid) == ("revoked", routed["sequence"] + 100)
 
 
 # --- a child's own report ---------------------------------------------------------------------

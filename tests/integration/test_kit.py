@@ -14,7 +14,7 @@ from nameko.standalone.rpc import ClusterRpcClient
 from concord_cli import dlq
 from concord_contracts import events as catalogue
 from concord_contracts import topology
-from concord_kit import audit, outbox
+from concord_kit import audit, outbox, upsert
 from concord_kit.bus import BusPublisher, Unroutable
 from concord_kit.db import make_engine
 from concord_kit.events import ATTEMPT_HEADER, LANE_HEADER, REASON_HEADER
@@ -280,6 +280,38 @@ def test_poison_messages_are_parked_at_once(probe, body):
     assert len(parked) == 1
     assert parked[0].headers[REASON_HEADER].startswith("InvalidEvent")
     assert parked[0].headers[ATTEMPT_HEADER] == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_add_to_adds_to_the_rows_it_finds_and_creates_the_others(backend, tmp_path):
+    url = (
+        f"sqlite:///{tmp_path}/counts.db"
+        if backend == "sqlite"
+        else _pg_database(f"{VHOST}_kit_counts")
+    )
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    metadata = sa.MetaData()
+    counts = sa.Table(
+        "counts",
+        metadata,
+        sa.Column("key", sa.String(100), primary_key=True),
+        sa.Column("stage", sa.String(64), primary_key=True),
+        sa.Column("n", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
+    )
+    metadata.create_all(engine)
+    with sa.orm.Session(engine) as session, session.begin():
+        session.execute(counts.insert(), [{"key": "all", "stage": "routed", "n": 5}])
+        rows = [
+            {"key": "all", "stage": "closed", "n": 1},
+            {"key": "all", "stage": "routed", "n": -1},
+            {"key": "urgency:high", "stage": "closed", "n": 1},
+        ]
+        upsert.add_to(session, counts, rows, ("key", "stage"), "n")
+        upsert.add_to(session, counts, [], ("key", "stage"), "n")
+    with engine.connect() as conn:
+        found = {(r.key, r.stage): r.n for r in conn.execute(sa.select(counts))}
+    assert found == {("all", "routed"): 4, ("all", "closed"): 1, ("urgency:high", "closed"): 1}
+    engine.dispose()
 
 
 def test_the_audit_chain_detects_an_edit(tmp_path):

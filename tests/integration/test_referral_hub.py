@@ -41,6 +41,7 @@ from referral.models import (
     child_keys,
     pipeline,
     pipeline_counts,
+    pipeline_funnel_counts,
     pipeline_hops,
     referrals,
     routing_decisions,
@@ -668,7 +669,8 @@ def test_the_counts_per_stage_are_the_rows_counted_under_each_single_filter(hub)
 
 def test_two_instances_writing_at_once_keep_the_counts_exact(hub, container_factory):
     """A second instance on the same database; batches, single submissions and decisions
-    on the same referrals from both at once: nothing lost, no deadlock, counts exact."""
+    on the same referrals from both at once: nothing lost, no deadlock, counts and funnel
+    exact."""
     second = container_factory(ReferralService, hub.config)
     second.start()
     targets = [
@@ -708,7 +710,81 @@ def test_two_instances_writing_at_once_keep_the_counts_exact(hub, container_fact
     again = list(pool.imap(lambda n: hub.rpc(INTAKE).submit_batch(batches[n]), range(6)))
     assert all(a["replayed"] == 20 and a["created"] == 0 for a in again)
     assert_counts_kept(hub)
+    assert_funnel_kept(hub)
     second.stop()
+
+
+def assert_funnel_kept(hub):
+    """The funnel the hub keeps as rows change is the rows' own, and `funnel` answers each
+    filter the counts answer as counting the matching rows does (one snapshot)."""
+    p = pipeline.c
+    with (
+        hub.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
+        Session(bind=conn) as session,
+    ):
+        kept = {
+            (r.key, r.stage, r.reached): r.n
+            for r in session.execute(sa.select(pipeline_funnel_counts))
+            if r.n
+        }
+        repository = ReferralRepository(session)
+        assert kept == repository.funnel_of_rows()
+        for query in COUNTED_QUERIES:
+            filters = PipelineFilters.from_query(
+                {k: [type_(v) for v in vs] for k, vs in query.items() for type_ in [CODES[k]]}
+            )
+            counted = session.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count(p.triaged_at),
+                    sa.func.count(p.routed_at),
+                    sa.func.count(p.in_care_at),
+                    sa.func.count(p.closed_at),
+                ).where(*repository._where(filters))
+            ).one()
+            assert list(repository.funnel(filters).values()) == list(counted), query
+
+
+def test_the_kept_funnel_is_the_rows_counted_after_each_kind_of_change_and_a_recount(hub):
+    """Referrals held at triage, closed at triage (never routed), routed, declined and
+    re-routed, revoked, in care, closed after routing: the funnel kept as rows change is
+    the rows counted, before and after `recount`, and moves on exactly after it."""
+    start = dt.datetime.now(dt.UTC).isoformat()
+    made = [
+        hub.rpc(INTAKE).submit_referral(
+            make_referral(seed=40 + i, channel="school", categories=["grooming"], urgency="high")
+        )["coordination_id"]
+        for i in range(4)
+    ]
+    held = [
+        hub.rpc(INTAKE).submit_referral(make_self_report(seed=45 + i))["coordination_id"]
+        for i in range(2)
+    ]
+    hub.rpc(INTAKE).close(held[0], {"reason": "no_further_action"})
+    hub.rpc(SOCIAL).decline(made[0], {"reason": "no_capacity"})
+    hub.rpc(INTAKE).reroute(made[0], {"agencies": ["social_services"]})
+    hub.rpc(INTAKE).revoke(made[1], {"agency": "justice", "reason": "routed_in_error"})
+    envelope = case_opened(made[2])
+    with handled(hub, "on_case_opened", str(envelope.event_id)):
+        hub.send(envelope.to_message())
+    hub.rpc(INTAKE).close(made[3], {"reason": "no_further_action"})
+    funnel = hub.rpc(COORDINATOR).pipeline_summary({"received_from": start})["funnel"]
+    assert [(s["stage"], s["count"]) for s in funnel] == [
+        ("received", 6),
+        ("triaged", 6),
+        ("routed", 4),  # the one closed at triage was never routed
+        ("in_care", 1),
+        ("closed", 2),
+    ]
+    assert_funnel_kept(hub)
+
+    with Session(hub.engine) as session, session.begin():
+        ReferralRepository(session).recount()
+    assert_funnel_kept(hub)
+    envelope = case_opened(made[0])
+    with handled(hub, "on_case_opened", str(envelope.event_id)):
+        hub.send(envelope.to_message())
+    assert_funnel_kept(hub)
 
 
 def test_the_summary_counts_the_funnel_and_the_ageing_and_the_version_moves(hub):

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from kombu import Connection, Queue
+from sqlalchemy.orm import Session
 
 from concord_contracts import topology
 from concord_contracts.codes import CaseStatus, Instrument, RequestStatus
@@ -22,7 +23,8 @@ from concord_kit.identity import Caller
 from concord_kit.migrations import alembic_config
 from concord_kit.tables import audit_trail, inbox, outbox
 from referral.domain import Cursor
-from referral.models import agency_statuses, pipeline, referrals
+from referral.models import agency_statuses, pipeline, pipeline_funnel_counts, referrals
+from referral.repository import ReferralRepository
 from tests.conftest import database_url
 from tests.integration.referral_support import (
     COORDINATOR,
@@ -33,7 +35,7 @@ from tests.integration.referral_support import (
     intake_queue_pages,
 )
 from tests.observe import wait_for
-from tests.synthetic import make_child, make_platform_report, make_referral
+from tests.synthetic import make_child, make_platform_report, make_referral, make_self_report
 
 pytestmark = pytest.mark.integration
 
@@ -219,6 +221,44 @@ def test_the_intake_queue_pages_through_every_routed_referral_once_in_order(serv
     assert {status_in["justice"][cid] for cid in both[::4]} == {"pending_acceptance"}
 
 
+def test_small_pages_of_the_intake_queue_give_what_one_read_gives_across_ties(service):
+    # A page ends anywhere: inside a run of ties (a batch shares its received_at, so within
+    # one urgency only the coordination id orders them), between urgencies, between
+    # batches, and between the waiting part and the answered part.
+    def batch(urgencies):
+        reports = []
+        for urgency in urgencies:
+            # No annotations: one could raise the urgency and break the ties asked for.
+            report = make_platform_report(
+                categories=["cyberstalking"], urgency=urgency, annotations=[]
+            )
+            reports.append({**report, "child": make_child()})
+        results = service.rpc(INTAKE).submit_batch(reports)["results"]
+        assert {r["status"] for r in results} == {"created"}, results
+        return [r["coordination_id"] for r in results]
+
+    seeded = batch(["high"] * 4 + ["normal"] * 4 + ["immediate_danger"] * 2)
+    seeded += batch(["high"] * 3 + ["normal"] * 3)
+    for cid in seeded[1::3]:
+        service.rpc(SOCIAL).decline(cid, {"reason": "outside_mandate"})
+
+    social = service.rpc(SOCIAL)
+    whole = intake_queue_pages(social, limit=200)  # one read, unless other tests filled it
+    queue = [item for page in whole for item in page]
+    assert [queue_place(item) for item in queue] == sorted(map(queue_place, queue))
+    mine = [queue_place(item)[:3] for item in queue if item["coordination_id"] in seeded]
+    assert len(mine) == len(seeded)
+    for answered in (False, True):  # ties in the waiting part and in the answered part
+        places = [place for place in mine if place[0] is answered]
+        assert len(set(places)) < len(places), "no tie"
+        assert len({rank for _, rank, _ in places}) > 1, "one urgency only"
+
+    for limit in (1, 2, 3):
+        pages = intake_queue_pages(social, limit=limit)
+        assert all(len(page) == limit for page in pages[:-1]) and 0 < len(pages[-1]) <= limit
+        assert [item for page in pages for item in page] == queue, f"pages of {limit}"
+
+
 def test_a_page_of_the_intake_queue_is_bounded_and_its_cursor_checked(service):
     social = service.rpc(SOCIAL)
     for query in ({"limit": 0}, {"limit": 201}, {"limit": "5"}, {"sort": "oldest"}):
@@ -275,6 +315,51 @@ def test_agency_rows_stored_before_revision_0004_get_their_referrals_sort_keys(
     assert [item["coordination_id"] for item in queue] == [cids[i] for i in (4, 2, 3, 0, 1)]
 
 
+def test_the_funnel_of_rows_stored_before_revision_0005_is_counted_by_the_upgrade(
+    run_referral, tmp_path
+):
+    """On SQLite (the embedded default): the kept funnel, counted once from the rows by the
+    upgrade, gives the summary the rows gave; a time range still counts the rows."""
+    url = f"sqlite:///{tmp_path}/referral.db"
+    before = run_referral(url)
+    cids = [
+        before.rpc(INTAKE).submit_referral(
+            make_referral(channel="helpline", categories=["cyberstalking"], urgency="high")
+        )["coordination_id"]
+        for _ in range(3)
+    ]
+    held = before.rpc(INTAKE).submit_referral(make_self_report())["coordination_id"]
+    before.rpc(INTAKE).close(held, {"reason": "no_further_action"})  # never routed
+    before.rpc(SOCIAL).decline(cids[0], {"reason": "outside_mandate"})
+    before.rpc(INTAKE).close(cids[0], {"reason": "no_further_action"})
+    charts = ("counts", "funnel", "ageing")
+    summary = before.rpc(COORDINATOR).pipeline_summary({})
+    before.container.stop()
+    config = alembic_config("referral", url)
+    command.downgrade(config, "0004")
+    command.upgrade(config, "head")
+
+    after = run_referral(url)
+    with Session(after.engine) as session:
+        kept = {
+            (r.key, r.stage, r.reached): r.n
+            for r in session.execute(sa.select(pipeline_funnel_counts))
+            if r.n
+        }
+        assert kept == ReferralRepository(session).funnel_of_rows()
+    again = after.rpc(COORDINATOR).pipeline_summary({})
+    assert {k: again[k] for k in charts} == {k: summary[k] for k in charts}
+    assert [(s["stage"], s["count"]) for s in summary["funnel"]] == [
+        ("received", 4),
+        ("triaged", 4),
+        ("routed", 3),
+        ("in_care", 0),
+        ("closed", 2),
+    ]
+    counted = after.rpc(COORDINATOR).pipeline_summary({"received_from": "2000-01-01T00:00:00Z"})
+    assert {k: counted[k] for k in charts} == {k: summary[k] for k in charts}
+
+
 def test_bad_input_names_the_fields_and_stores_nothing(service):
     before = [service.count(t) for t in (referrals, pipeline, outbox, audit_trail)]
     referral = make_referral()
@@ -315,6 +400,11 @@ def test_details_go_to_a_routed_agency_and_every_pull_is_audited(service):
     assert details["reporter"] == referral["reporter"]
     assert details["consent"] == referral["consent"]
     assert details["categories"] == ["cyberstalking"]
+    # The hub's word on the caller's agency, as of its last event for the referral.
+    sequences = service.rows(sa.select(outbox.c.sequence).where(outbox.c.coordination_id == cid))
+    word = details["hub_status"]
+    assert (word["agency"], word["status"]) == ("social_services", "pending_acceptance")
+    assert word["sequence"] == max(row["sequence"] for row in sequences)
 
     with pytest.raises(Forbidden):
         service.rpc(POLICE).pull_details(cid)

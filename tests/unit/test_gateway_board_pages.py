@@ -383,7 +383,7 @@ def test_a_stale_next_page_link_starts_the_waiting_list_again():
 
     response = pages.waiting_list(exchange("social", "cursor=old", path="/"), refuse)
     assert response.status_code == 303
-    assert response.location.endswith("/?notice=waiting_list_restarted")
+    assert response.location.endswith("/?notice=list_restarted")
     with pytest.raises(kit.BadInput):  # without a cursor, it is not the link's fault
         pages.waiting_list(exchange("social", path="/"), refuse)
 

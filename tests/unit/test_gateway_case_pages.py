@@ -626,6 +626,25 @@ def test_my_cases_lists_due_and_overdue_with_words_not_colour_alone():
     assert "cursor=abc" in html and 'rel="next"' in html
 
 
+def test_a_stale_next_page_link_starts_the_case_list_again_with_the_lists_notice():
+    class Listing(FakeCases):
+        def list_cases(self, query):
+            if "cursor" in query:
+                raise kit.BadInput({"cursor": ["Not a cursor of this query."]})
+            return {"items": [], "next_cursor": None}
+
+    stale = exchange("/cases")
+    stale.request.args = MultiDict([("status", "new"), ("cursor", "old")])
+    response = case_pages.my_cases(stale, desk(Listing()))
+    assert response.status_code == 303
+    assert response.location == "/cases?status=new&notice=list_restarted"
+    again = exchange("/cases")
+    again.request.args = MultiDict([("status", "new"), ("notice", "list_restarted")])
+    html = html_of(case_pages.my_cases(again, desk(Listing())))
+    # The waiting list's notice too (pages.waiting_list): one notice for every list.
+    assert "That page of the list is no longer valid: here is the first page." in html
+
+
 def test_the_approvals_queue_offers_approve_and_never_on_ones_own_request():
     item = {
         "kind": "plan",

@@ -7,8 +7,9 @@ import re
 import pytest
 
 from concord_contracts import rpc
+from concord_contracts.cases import ConflictCode
 from concord_contracts.codes import REFERENCE_LISTS
-from gateway import openapi, schemas
+from gateway import errors, openapi, schemas
 from gateway.service import GatewayService
 from gateway.web import Route
 
@@ -161,3 +162,29 @@ def test_bad_input_is_documented_where_a_body_or_an_id_is_read(document):
             assert {"400", "413", "422"} <= set(operation["responses"]), (method, path)
         if "{coordination_id}" in path:
             assert "422" in operation["responses"], (method, path)
+
+
+def test_every_409_names_the_codes_it_may_answer(document):
+    """A client can tell refusals apart: each operation refused by state documents its own
+    codes (`error.code`), each one the gateway answers with its message; none documents a
+    409 without them."""
+    for method, path, operation in operations(document):
+        answer = operation["responses"].get("409")
+        if answer is None:
+            continue
+        if "$ref" in answer:
+            answer = document["components"]["responses"][answer["$ref"].split("/")[-1]]
+        codes = re.findall(r"`(\w+)`: ", answer["description"])
+        assert codes and set(codes) <= {code.value for code in ConflictCode}, (method, path)
+        example = answer["content"]["application/json"]["schema"]["example"]["error"]
+        assert example["code"] == codes[0], (method, path)
+        assert example["message"] == errors.CONFLICT_MESSAGES[ConflictCode(codes[0])]
+
+
+def test_accepting_a_referral_documents_no_409(document):
+    """Neither agency's `accept_referral` refuses by state: accepting again answers the same
+    record, and a routing declined, withdrawn or never made is a 403 (the hub's refusal to
+    hand over the details)."""
+    answers = document["paths"]["/api/v1/intake/{coordination_id}/accept"]["post"]["responses"]
+    assert "409" not in answers
+    assert {"401", "403", "404", "422"} <= set(answers)

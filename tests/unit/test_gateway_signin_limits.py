@@ -176,6 +176,44 @@ def test_a_successful_sign_in_clears_the_counts_at_its_address_only():
     assert limits.check("social", BOTNET[1], T0).kind == "user"
 
 
+def test_a_success_takes_only_its_own_failures_off_the_address_count():
+    """Someone with an account of their own, guessing other people's names from one address,
+    cannot sign in between guesses to start the address's count afresh."""
+    limits = SignInLimits()
+    for index in range(19):
+        limits.failed(f"guess{index}", OFFICE, T0)
+    limits.succeeded("insider", OFFICE, T0)
+    limits.failed("guess19", OFFICE, T0)
+    refusal = limits.check("someone-new", OFFICE, T0)
+    assert (refusal.kind, refusal.failures) == ("address", 20)
+
+
+def test_a_success_takes_its_own_mistypes_off_the_address_count():
+    limits = SignInLimits()
+    fail(limits, 4, name="Social")
+    for index in range(15):
+        limits.failed(f"guess{index}", OFFICE, T0)
+    limits.succeeded(" social", OFFICE, T0)  # any spelling: the same name's failures
+    for index in range(4):
+        limits.failed(f"more{index}", OFFICE, T0)
+    assert limits.check("someone-new", OFFICE, T0) is None, "15 + 4 of other names"
+    limits.failed("more4", OFFICE, T0)
+    assert limits.check("someone-new", OFFICE, T0).failures == 20
+
+
+def test_a_success_takes_nothing_off_the_address_for_failures_already_forgotten():
+    """The name's failures an hour ago are forgotten; the address's count started again
+    since with other names' failures, which all stay."""
+    limits = SignInLimits()
+    fail(limits, 4)
+    later = T0 + dt.timedelta(hours=2)
+    for index in range(19):
+        limits.failed(f"guess{index}", OFFICE, later)
+    limits.succeeded("social", OFFICE, later)
+    limits.failed("guess19", OFFICE, later)
+    assert limits.check("someone-new", OFFICE, later).failures == 20
+
+
 def test_failures_long_ago_are_forgotten():
     limits = SignInLimits()
     fail(limits, 5)

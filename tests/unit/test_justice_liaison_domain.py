@@ -115,6 +115,28 @@ def test_an_older_or_repeated_sequence_is_not_applied():
     assert partners.is_newer(5, 4)
 
 
+def test_the_hub_s_word_on_justice_comes_with_the_pulled_details():
+    details = {
+        "coordination_id": str(uuid.uuid4()),
+        "hub_status": {
+            "agency": "justice",
+            "status": "pending_acceptance",
+            "since": NOW.isoformat(),
+            "sequence": 6,
+        },
+    }
+    word = partners.hub_word(details, domain.AGENCY)
+    assert word.sequence == 6
+    assert word.update == partners.PartnerUpdate(
+        Agency.justice, str(AgencyStatus.pending_acceptance), NOW
+    )
+    # Another agency's word, or none, is no acceptance's ground.
+    with pytest.raises(ValueError):
+        partners.hub_word(details, Agency.social_services)
+    with pytest.raises(ValueError):
+        partners.hub_word({"coordination_id": details["coordination_id"]}, domain.AGENCY)
+
+
 def test_the_service_follows_exactly_the_events_the_topology_routes_to_it():
     handled = {
         e.event_type

@@ -674,6 +674,32 @@ def test_a_change_moves_the_counts_of_the_old_stage_and_keys_to_the_new():
     assert domain.count_changes(closed, closed) == {}
 
 
+def test_the_funnel_counts_the_stages_reached_not_the_stage_a_row_is_in():
+    row = routed(Agency.social_services)
+    assert domain.reached(row) == {Stage.triaged, Stage.routed}
+    row.close(CloseReason.no_further_action, T0 + HOUR)
+    assert domain.reached(row) == {Stage.triaged, Stage.routed, Stage.closed}
+    # Closed at triage: it never reached routed.
+    assert domain.stored_reached(T0, None, None, T0 + HOUR) == {Stage.triaged, Stage.closed}
+
+    before = (Stage.routed, {Stage.triaged, Stage.routed}, {"all", "urgency:high"})
+    after = (Stage.in_care, {Stage.triaged, Stage.routed, Stage.in_care}, {"all", "urgency:high"})
+    moved = domain.funnel_changes(before, after)
+    assert moved == {
+        **{(Stage.routed, step, key): -1 for step in before[1] for key in before[2]},
+        **{(Stage.in_care, step, key): 1 for step in after[1] for key in after[2]},
+    }
+    # A new key in the same stage: only that key's steps move.
+    flagged = (Stage.in_care, after[1], {*after[2], "flag:possible_duplicate"})
+    assert domain.funnel_changes(after, flagged) == {
+        (Stage.in_care, step, "flag:possible_duplicate"): 1 for step in after[1]
+    }
+    assert domain.funnel_changes(None, before) == {
+        (Stage.routed, step, key): 1 for step in before[1] for key in before[2]
+    }
+    assert domain.funnel_changes(after, after) == {}
+
+
 # --- ages and duplicates --------------------------------------------------------------------
 
 

@@ -242,11 +242,25 @@ class SubmissionReceiptSchema(Closed):
     possible_duplicates = fields.List(fields.UUID(), load_default=list)
 
 
+class HubStatusSchema(Closed):
+    """The hub's word on the pulling agency when it answered: routed to it, with its status
+    there since when, as of `sequence`, the hub's last event sequence for the referral.
+    Every hub event up to that sequence is in this answer: the agency keeps it in the unit
+    of work that opens its record, and so takes any hub event with that sequence or lower,
+    arriving late, as older than its acceptance (`concord_kit.partners`)."""
+
+    agency = Code(Agency, required=True)
+    status = Code(AgencyStatus, required=True)
+    since = UtcDateTime(required=True)
+    sequence = fields.Integer(strict=True, required=True, validate=validate.Range(min=0))
+
+
 class ReferralDetailsSchema(ReferralSubmissionSchema):
     """What an agency the referral was routed to pulls when it accepts."""
 
     coordination_id = fields.UUID(required=True)
     received_at = UtcDateTime(required=True)
+    hub_status = fields.Nested(HubStatusSchema, required=True)
 
 
 class IntakeItemSchema(Closed):
