@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -28,52 +30,23 @@ def _digest(previous_hash: str, row: dict) -> str:
     return hashlib.sha256(f"{previous_hash}|{content}".encode()).hexdigest()
 
 
-def record(
-    session: Session,
-    *,
-    caller: Caller,
-    action: str,
-    subject: str,
-    reason: str,
-    correlation_id: str,
-    outcome: str = "allowed",
-) -> None:
-    """Append one entry. `subject` is an identifier (a coordination or case id), never a name."""
-    if session.get_bind().dialect.name == "postgresql":
-        # Serialise appends so that two writers never chain onto the same previous row.
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
-    previous = session.execute(
-        sa.select(audit_trail.c.hash).order_by(audit_trail.c.id.desc()).limit(1)
-    ).scalar()
-    row = {
-        "at": dt.datetime.now(dt.UTC),
-        "user_id": caller.user_id,
-        "role": str(caller.role),
-        "agency": str(caller.agency),
-        "action": action,
-        "subject": subject,
-        "outcome": outcome,
-        "reason": reason[:200],
-        "correlation_id": correlation_id,
-    }
-    previous_hash = previous or GENESIS
-    session.execute(
-        audit_trail.insert().values(
-            **row, previous_hash=previous_hash, hash=_digest(previous_hash, row)
-        )
-    )
+@dataclass(frozen=True)
+class Entry:
+    """One thing done or refused, as it will be appended: when, by whom, to what, why."""
+
+    at: dt.datetime
+    caller: Caller
+    action: str
+    subject: str  # an identifier (a coordination or case id), never a name
+    reason: str
+    outcome: str = "allowed"
 
 
-def record_many(
-    session: Session,
-    *,
-    caller: Caller,
-    entries: list[tuple[str, str, str]],
-    correlation_id: str,
-    outcome: str = "allowed",
-) -> None:
-    """Append several entries `(action, subject, reason)` at once, chained in order: one
-    lock, one read of the last hash, one insert (a bulk intake's chunk)."""
+def append(session: Session, entries: Sequence[Entry], correlation_id: str) -> None:
+    """Append `entries`, chained in order: one lock, one read of the last hash, one insert.
+    The lock serialises appends so that two writers never chain onto the same previous row;
+    it is held until the transaction ends, which is why a unit of work appends its entries
+    last, just before it commits (`concord_kit.db.UnitOfWork.flush`)."""
     if not entries:
         return
     if session.get_bind().dialect.name == "postgresql":
@@ -84,18 +57,17 @@ def record_many(
         ).scalar()
         or GENESIS
     )
-    at = dt.datetime.now(dt.UTC)
     rows = []
-    for action, subject, reason in entries:
+    for entry in entries:
         row = {
-            "at": at,
-            "user_id": caller.user_id,
-            "role": str(caller.role),
-            "agency": str(caller.agency),
-            "action": action,
-            "subject": subject,
-            "outcome": outcome,
-            "reason": reason[:200],
+            "at": entry.at,
+            "user_id": entry.caller.user_id,
+            "role": str(entry.caller.role),
+            "agency": str(entry.caller.agency),
+            "action": entry.action,
+            "subject": entry.subject,
+            "outcome": entry.outcome,
+            "reason": entry.reason[:200],
             "correlation_id": correlation_id,
         }
         digest = _digest(previous_hash, row)

@@ -109,6 +109,7 @@ class UnitOfWork:
         self._context = context
         self.published: list[uuid.UUID] = []
         self._outgoing: list[outbox.Pending] = []
+        self._audit: list[audit.Entry] = []
 
     def publish(
         self,
@@ -139,7 +140,7 @@ class UnitOfWork:
     ) -> list[uuid.UUID]:
         """`publish` for many events `(event_type, coordination_id, payload, priority)` of
         coordination ids minted in this transaction (a bulk intake): two inserts."""
-        self.flush()  # the events published before these go before them
+        self._flush_events()  # the events published before these go before them
         event_ids = outbox.add_many(
             self.session,
             producer=self._producer,
@@ -151,7 +152,16 @@ class UnitOfWork:
         return event_ids
 
     def flush(self) -> None:
-        """Write the events published so far into the outbox (done before the commit)."""
+        """Write the events published and the audit entries so far (done before the
+        commit). The audit trail's lock is taken here, last, and so held only for the
+        commit: a unit of work that audits and then locks a row can never wait on one that
+        holds that row and waits for the audit lock (a deadlock), and other writers of the
+        service wait for the commit only, not for the rest of the work."""
+        self._flush_events()
+        entries, self._audit = self._audit, []
+        audit.append(self.session, entries, self._context.correlation_id)
+
+    def _flush_events(self) -> None:
         outgoing, self._outgoing = self._outgoing, []
         outbox.insert(self.session, outgoing)
 
@@ -191,27 +201,25 @@ class UnitOfWork:
         outcome: str = "allowed",
         caller: Caller | None = None,
     ) -> None:
-        audit.record(
-            self.session,
-            caller=caller or self._context.caller or SYSTEM,
-            action=action,
-            subject=str(subject),
-            reason=reason,
-            outcome=outcome,
-            correlation_id=self._context.correlation_id,
+        """Note an entry for the audit trail, appended with this unit of work (`flush`):
+        it commits with the change or not at all."""
+        self._audit.append(
+            audit.Entry(
+                at=dt.datetime.now(dt.UTC),
+                caller=caller or self._context.caller or SYSTEM,
+                action=action,
+                subject=str(subject),
+                reason=reason,
+                outcome=outcome,
+            )
         )
 
     def audit_many(
         self, entries: list[tuple[str, uuid.UUID | str, str]], *, outcome: str = "allowed"
     ) -> None:
         """`audit` for many entries `(action, subject, reason)` by the same caller."""
-        audit.record_many(
-            self.session,
-            caller=self._context.caller or SYSTEM,
-            entries=[(action, str(subject), reason) for action, subject, reason in entries],
-            correlation_id=self._context.correlation_id,
-            outcome=outcome,
-        )
+        for action, subject, reason in entries:
+            self.audit(action, subject, reason=reason, outcome=outcome)
 
 
 class SharedTransaction:

@@ -4,9 +4,11 @@ refusals audited), the list due and overdue first with keyset pagination, writes
 stale version refused, bad input refused by name with nothing written, notes and texts
 sealed and never published, partners' requests abroad, and the migration of old rows."""
 
+import contextlib
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -576,18 +578,28 @@ def test_a_revoked_referral_closes_the_case_nobody_worked_on_and_the_hub_sees_it
     assert len(audit_rows(engine, case_id, "case.referral_withdrawn")) == 1
 
 
-def test_accepted_again_after_a_withdrawal_closed_it_the_same_case_opens_again(
-    rpc, bus_tap, engine
-):
+@contextlib.contextmanager
+def closed_by_the_hubs_revocation(rpc, bus_tap, engine) -> Iterator[tuple[str, str]]:
+    """A case nobody worked on, closed by the hub's revocation of its routing: (coordination
+    id, case id). While inside, the hub does not hear of the case (its events held back), so
+    social services stay pending there and the hub may route, revoke and route again."""
     referral = make_referral(channel="helpline", categories=["sextortion"], urgency="high")
     cid = rpc["hub"].submit_referral(referral)["coordination_id"]
-    # The hub does not hear of the case: social services stay pending there, revocable.
+    [first_routing] = wait_for(lambda: bus_tap(cid, "referral.routed"))
+    wait_for(lambda: in_inbox(engine, first_routing["event_id"]))
     with held_back("referral", "case.opened", "case.status_changed"):
         case_id = rpc[SOCIAL].accept_referral(cid)["case_id"]
         rpc["hub"].revoke(cid, {"agency": "social_services", "reason": "routed_in_error"})
         [revoked] = wait_for(lambda: bus_tap(cid, "referral.revoked"))
         wait_for(lambda: in_inbox(engine, revoked["event_id"]))
-        assert rpc[SOCIAL].get_case(case_id)["status"] == "closed"
+        assert rpc[SUPERVISOR].get_case(case_id)["status"] == "closed"
+        yield cid, case_id
+
+
+def test_accepted_again_after_a_withdrawal_closed_it_the_same_case_opens_again(
+    rpc, bus_tap, engine
+):
+    with closed_by_the_hubs_revocation(rpc, bus_tap, engine) as (cid, case_id):
         # The hub routes it to social services again.
         rpc["hub"].reroute(cid, {"agencies": ["social_services"]})
         [routed_again] = wait_for(lambda: bus_tap(cid, "referral.routed")[1:])
@@ -704,18 +716,7 @@ def test_a_hub_decision_older_than_the_acceptance_again_leaves_the_reopened_case
     """A revocation closes the case nobody worked on; the hub routes it here again, revokes,
     routes again, all late at case_management, and a worker accepts in between: the case
     opens again, and the late revocation, older than that acceptance, leaves it alone."""
-    referral = make_referral(channel="helpline", categories=["sextortion"], urgency="high")
-    cid = rpc["hub"].submit_referral(referral)["coordination_id"]
-    [first_routing] = wait_for(lambda: bus_tap(cid, "referral.routed"))
-    wait_for(lambda: in_inbox(engine, first_routing["event_id"]))
-    # The hub does not hear of the case: social services stay pending there, revocable.
-    with held_back("referral", "case.opened", "case.status_changed"):
-        case_id = rpc[SOCIAL].accept_referral(cid)["case_id"]
-        rpc["hub"].revoke(cid, {"agency": "social_services", "reason": "routed_in_error"})
-        [revoked] = wait_for(lambda: bus_tap(cid, "referral.revoked"))
-        wait_for(lambda: in_inbox(engine, revoked["event_id"]))
-        assert rpc[SUPERVISOR].get_case(case_id)["status"] == "closed"
-
+    with closed_by_the_hubs_revocation(rpc, bus_tap, engine) as (cid, case_id):
         with held_back("case_management", "referral.revoked", "referral.routed"):
             rpc["hub"].reroute(cid, {"agencies": ["social_services"]})
             rpc["hub"].revoke(cid, {"agency": "social_services", "reason": "consent_withdrawn"})

@@ -1,6 +1,7 @@
 """The platform kit on the real broker and databases (SQLite and PostgreSQL): outbox and
 relay, inbox, sequence numbers, retry and parking, the audit chain."""
 
+import datetime as dt
 import sys
 import uuid
 from pathlib import Path
@@ -321,14 +322,8 @@ def test_the_audit_chain_detects_an_edit(tmp_path):
     caller = Caller("u-1", "social_worker", "social_services")
     with sa.orm.Session(engine) as session, session.begin():
         for subject in ("a", "b", "c"):
-            audit.record(
-                session,
-                caller=caller,
-                action="case.read",
-                subject=subject,
-                reason="test",
-                correlation_id="c",
-            )
+            entry = audit.Entry(dt.datetime.now(dt.UTC), caller, "case.read", subject, "test")
+            audit.append(session, [entry], correlation_id="c")
     with sa.orm.Session(engine) as session:
         assert audit.verify(session) is None
     with sa.orm.Session(engine) as session, session.begin():
@@ -354,3 +349,41 @@ def _probe_event(cid, event_id=None, fail=False):
         "causation_id": None,
         "payload": payload,
     }
+
+
+def test_a_unit_of_work_takes_the_audit_lock_only_as_it_flushes_before_commit():
+    """The audit trail's lock (one per service) is held until commit. Taken when an entry
+    is noted, it would be held while the unit of work goes on to lock rows: one that holds
+    such a row and then audits would wait for it, and it for the row (a deadlock). Noted
+    entries are appended at `flush`, last: while another writer holds the lock, noting
+    waits for nothing and flushing waits (here until its lock timeout)."""
+    from concord_kit.db import UnitOfWork
+    from concord_kit.identity import CallContext
+
+    url = _pg_database(f"{VHOST}_kit_audit_lock")
+    upgrade("kit_probe", url)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    caller = Caller("u-1", "social_worker", "social_services")
+    with engine.connect() as other_writer:
+        other_writer.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit._PG_AUDIT_LOCK}
+        )
+        with sa.orm.Session(engine) as session, session.begin():
+            session.execute(sa.text("SET LOCAL lock_timeout = '300ms'"))
+            uow = UnitOfWork(session, "kit_probe", CallContext({}))
+            uow.audit("case.read", "a", reason="test", caller=caller)
+            uow.audit_many([("case.read", "b", "test")])
+            session.execute(sa.select(audit_trail.c.id).limit(1))  # the work goes on
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                uow.flush()
+            session.rollback()
+        other_writer.rollback()
+    # With the lock free, the entries are appended at flush and chained.
+    with sa.orm.Session(engine) as session, session.begin():
+        uow = UnitOfWork(session, "kit_probe", CallContext({}))
+        uow.audit("case.read", "a", reason="test", caller=caller)
+        uow.flush()
+    with sa.orm.Session(engine) as session:
+        assert session.execute(sa.select(sa.func.count()).select_from(audit_trail)).scalar() == 1
+        assert audit.verify(session) is None
+    engine.dispose()
